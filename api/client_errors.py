@@ -1,0 +1,119 @@
+"""Errors of the Python client. Each carries the server's ``status``, ``code`` and ``message``
+(and the whole JSON ``body``); ``status`` is 0 when no response arrived.
+
+    ClientError
+    ├── ConnectionFailed     no response (refused, timed out, reset)
+    ├── InvalidRequest       400
+    ├── Unauthorized         401
+    ├── Forbidden            403
+    ├── NotFound             404 (not for a missing key: get/delete return None)
+    ├── PreconditionFailed   409/412, with current_version
+    ├── Compacted            410, with oldest_seq
+    ├── PayloadTooLarge      413
+    ├── StorageFull          507
+    └── ServerError          other 5xx
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "ClientError",
+    "Compacted",
+    "ConnectionFailed",
+    "Forbidden",
+    "InvalidRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "PreconditionFailed",
+    "ServerError",
+    "StorageFull",
+    "Unauthorized",
+    "raise_for_error",
+]
+
+
+class ClientError(Exception):
+    """Root of the client's errors. ``status`` is 0 when no response arrived."""
+
+    def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None = None):
+        super().__init__(f"{code}: {message}" if code else message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body or {}
+
+
+class ConnectionFailed(ClientError):
+    pass
+
+
+class InvalidRequest(ClientError):
+    pass
+
+
+class Unauthorized(ClientError):
+    pass
+
+
+class Forbidden(ClientError):
+    pass
+
+
+class NotFound(ClientError):
+    pass
+
+
+class PreconditionFailed(ClientError):
+    @property
+    def current_version(self) -> int | None:
+        version = self.body.get("current_version")
+        return None if version is None else int(version)
+
+
+class Compacted(ClientError):
+    @property
+    def oldest_seq(self) -> int:
+        return int(self.body["oldest_seq"])
+
+
+class PayloadTooLarge(ClientError):
+    pass
+
+
+class StorageFull(ClientError):
+    pass
+
+
+class ServerError(ClientError):
+    pass
+
+
+_ERROR_BY_STATUS: dict[int, type[ClientError]] = {
+    400: InvalidRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: PreconditionFailed,
+    410: Compacted,
+    412: PreconditionFailed,
+    413: PayloadTooLarge,
+    507: StorageFull,
+}
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        code, message = body["error"], body["message"]
+    except (ValueError, KeyError, TypeError):
+        body, code, message = {}, "http_error", response.text[:200] or response.reason_phrase
+    error = _ERROR_BY_STATUS.get(response.status_code)
+    if error is None:
+        error = ServerError if response.status_code >= 500 else ClientError
+    raise error(response.status_code, code, message, body)

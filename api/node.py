@@ -1,0 +1,131 @@
+"""``Node``: the composition root. It builds every part of a node from settings, in the
+dependency order of the packages, and tears them down in reverse.
+
+A program can embed kvdb without HTTP::
+
+    async with Node(Settings(node=NodeSettings(data_dir="my-data"))) as node:
+        await node.store.put("greeting", b"hello")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from types import TracebackType
+
+from changestream import ChangeStreamManager, Clock
+from changestream.compute import StreamComputingEngine
+from eventbus import EventBus, EventBusError
+from kvdb import Store
+from kvdb.hlc import wall_clock_ms
+
+from .auth import Role, TokenAuth
+from .bus_settings import bus_setup
+from .errors import ConfigError
+from .pipeline_settings import start_pipelines
+from .settings import Settings
+
+__all__ = ["Node"]
+
+
+class Node:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+        stream_clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.auth = TokenAuth(
+            (t.token.get_secret_value(), Role[t.role.upper()]) for t in self.settings.server.tokens
+        )
+        self._clock = clock
+        self._stream_clock = stream_clock
+        self._store: Store | None = None
+        self._streams: ChangeStreamManager | None = None
+        self._bus: EventBus | None = None
+        self._compute: StreamComputingEngine | None = None
+        self._running: contextlib.AsyncExitStack | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+        return self._store
+
+    @property
+    def streams(self) -> ChangeStreamManager:
+        if self._streams is None:
+            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+        return self._streams
+
+    @property
+    def bus(self) -> EventBus:
+        if self._bus is None:
+            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+        return self._bus
+
+    @property
+    def compute(self) -> StreamComputingEngine:
+        """Stream computing: pipelines (Python and SQL) and their results."""
+        if self._compute is None:
+            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+        return self._compute
+
+    @property
+    def started(self) -> bool:
+        return self._store is not None
+
+    async def start(self) -> None:
+        """Open the store, then change streams, the event bus and stream computing, each with
+        what the settings configure. If a part fails to start, the ones before it stop."""
+        if self._store is not None:
+            return
+        settings = self.settings
+        async with contextlib.AsyncExitStack() as stack:
+            store = Store(settings.node.store_config(), clock=self._clock)
+            stack.callback(store.close)
+            streams = ChangeStreamManager(store, clock=self._stream_clock)
+            await streams.start()
+            stack.push_async_callback(streams.stop)
+            for stream in settings.streams:
+                await streams.upsert(stream.stream_config())
+            bus = await self._start_bus(store, streams)
+            stack.push_async_callback(bus.stop)
+            compute = StreamComputingEngine(store, streams)
+            stack.push_async_callback(compute.stop)
+            await compute.start()
+            await start_pipelines(compute, settings.pipelines, settings.source)
+            self._store, self._streams, self._bus, self._compute = store, streams, bus, compute
+            self._running = stack.pop_all()  # stop() unwinds it: compute, bus, streams, store
+
+    async def _start_bus(self, store: Store, streams: ChangeStreamManager) -> EventBus:
+        """The event bus with the handlers, routes and aggregations of the settings."""
+        settings = self.settings
+        bus = EventBus(store, streams)
+        try:
+            await bus.start(bus_setup(settings.handlers, settings.routes, settings.aggregations))
+        except EventBusError as exc:
+            where = settings.source or "settings"
+            raise ConfigError(f"{where}: event bus: {exc.message}") from exc
+        return bus
+
+    async def stop(self) -> None:
+        """Stop in reverse order of start; idempotent."""
+        running, self._running = self._running, None
+        self._store = self._streams = self._bus = self._compute = None
+        if running is not None:
+            await running.aclose()
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

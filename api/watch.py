@@ -1,0 +1,317 @@
+"""``watch()``: change events from a node's ``WS /ws/changes``, as an iterator that reconnects.
+
+    async for event in AsyncClient(url).watch(patterns=["orders/.*"], since=0):
+        print(event.seq, event.key)
+
+    for event in Client(url).watch(since="now"):      # the blocking form
+        ...
+
+After a dropped connection it reconnects by itself with ``since`` set to the last seq it
+received (events or progress bookmarks), and drops any event at or below that seq, so the
+caller sees every matching event once, in order: no gap, no duplicate. With ``stream=<name>``
+it consumes a named durable stream: events are acknowledged once the caller asks for the next
+one (the stream's checkpoint follows), and after a reconnect the server resumes after the
+checkpoint; events redelivered from there are dropped here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+import time
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any, Self
+
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection as AsyncConnection
+from websockets.asyncio.client import connect as async_connect
+from websockets.sync.client import ClientConnection as SyncConnection
+from websockets.sync.client import connect as sync_connect
+
+from kvdb import ChangeEvent
+
+__all__ = ["AsyncWatch", "Watch", "WatchError"]
+
+ACK_EVERY = 100
+ACK_INTERVAL_S = 0.2
+MAX_BACKOFF_S = 5.0
+
+
+class WatchError(Exception):
+    """The server refused or ended the subscription (``code``: compacted, invalid_pattern...)."""
+
+    def __init__(self, code: str, message: str, body: dict[str, Any]) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.body = body
+
+    @property
+    def oldest_seq(self) -> int | None:
+        return self.body.get("oldest_seq")
+
+
+_RETRYABLE_CODES = {"closed"}
+
+
+class _WatchState:
+    """What both forms share: the URL, the resume position, and message handling."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        patterns: Iterable[str],
+        types: Iterable[str],
+        since: int | str | None,
+        stream: str | None,
+        consumer: str | None,
+    ) -> None:
+        self.base = url.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        self.headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.patterns = list(patterns)
+        self.types = list(types)
+        self.stream = stream
+        self.consumer = consumer
+        self.since = since
+        self.last_seq: int | None = since if isinstance(since, int) else None
+        self.caught_up = False
+        self.pending: collections.deque[ChangeEvent] = collections.deque()
+        self.unacked: int | None = None
+        self.unacked_count = 0
+        self.last_ack = time.monotonic()
+        self.backoff = 0.1
+
+    def url(self) -> str:
+        query: list[tuple[str, str]] = [("pattern", p) for p in self.patterns]
+        query += [("type", t) for t in self.types]
+        if self.stream:
+            query.append(("stream", self.stream))
+            if self.consumer:
+                query.append(("consumer", self.consumer))
+        elif self.last_seq is not None:
+            query.append(("since", str(self.last_seq)))
+        elif self.since is not None:
+            query.append(("since", str(self.since)))
+        return f"{self.base}/ws/changes?{urllib.parse.urlencode(query)}"
+
+    def handle(self, raw: str | bytes) -> None:
+        message = orjson.loads(raw)
+        kind = message.get("type")
+        if kind == "events":
+            for doc in message["events"]:
+                if self.last_seq is None or doc["seq"] > self.last_seq:
+                    self.pending.append(ChangeEvent.from_json(doc))
+                    self.last_seq = doc["seq"]
+            self.backoff = 0.1
+        elif kind in ("caught_up", "progress"):
+            if self.last_seq is None or message["seq"] > self.last_seq:
+                self.last_seq = message["seq"]
+            self.caught_up = self.caught_up or kind == "caught_up"
+            self.backoff = 0.1
+        elif kind == "error":
+            code = message.get("code", "error")
+            if code not in _RETRYABLE_CODES:
+                raise WatchError(code, message.get("message", ""), message)
+
+    def take(self) -> tuple[ChangeEvent, bool]:
+        """The next event, and whether the previous ones should be acknowledged now."""
+        event = self.pending.popleft()
+        due = (
+            self.stream is not None
+            and self.unacked is not None
+            and (
+                self.unacked_count >= ACK_EVERY
+                or time.monotonic() - self.last_ack >= ACK_INTERVAL_S
+            )
+        )
+        return event, due
+
+    def ack_message(self) -> str | None:
+        if self.unacked is None:
+            return None
+        message = orjson.dumps({"ack": self.unacked}).decode()
+        self.unacked = None
+        self.unacked_count = 0
+        self.last_ack = time.monotonic()
+        return message
+
+    def handed_out(self, event: ChangeEvent) -> None:
+        """The caller asked for the event after ``event``: it is processed."""
+        if self.stream is not None:
+            self.unacked = event.seq
+            self.unacked_count += 1
+
+    def next_backoff(self) -> float:
+        delay = self.backoff * random.uniform(0.5, 1.0)
+        self.backoff = min(MAX_BACKOFF_S, self.backoff * 2)
+        return delay
+
+
+def _refused(exc: websockets.exceptions.InvalidStatus) -> WatchError:
+    response = exc.response
+    try:
+        body = orjson.loads(response.body or b"{}")
+    except orjson.JSONDecodeError:
+        body = {}
+    return WatchError(
+        body.get("error", f"http_{response.status_code}"), body.get("message", str(exc)), body
+    )
+
+
+class AsyncWatch:
+    """Async iterator of ``ChangeEvent``; ``last_seq`` and ``caught_up`` tell where it is."""
+
+    def __init__(self, url: str, *, token: str | None = None, patterns: Iterable[str] = (),
+                 types: Iterable[str] = (), since: int | str | None = None,
+                 stream: str | None = None, consumer: str | None = None) -> None:  # fmt: skip
+        self._state = _WatchState(url, token, patterns, types, since, stream, consumer)
+        self._ws: AsyncConnection | None = None
+        self._previous: ChangeEvent | None = None
+
+    @property
+    def last_seq(self) -> int | None:
+        return self._state.last_seq
+
+    @property
+    def caught_up(self) -> bool:
+        return self._state.caught_up
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChangeEvent:
+        state = self._state
+        if self._previous is not None:
+            state.handed_out(self._previous)
+        while not state.pending:
+            await self._receive()
+        event, ack_due = state.take()
+        if ack_due:
+            await self._send_ack()
+        self._previous = event
+        return event
+
+    async def ack(self) -> None:
+        """Acknowledge every event handed out so far (named streams)."""
+        if self._previous is not None:
+            self._state.handed_out(self._previous)
+            self._previous = None
+        await self._send_ack()
+
+    async def _send_ack(self) -> None:
+        message = self._state.ack_message()
+        if message is not None and self._ws is not None:
+            # If the connection is gone, the unacknowledged events come again after the
+            # reconnect and are dropped by seq.
+            with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                await self._ws.send(message)
+
+    async def _receive(self) -> None:
+        if self._ws is None:
+            try:
+                self._ws = await async_connect(
+                    self._state.url(), additional_headers=self._state.headers
+                )
+            except websockets.exceptions.InvalidStatus as exc:
+                raise _refused(exc) from exc
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
+                await asyncio.sleep(self._state.next_backoff())
+                return
+        try:
+            self._state.handle(await self._ws.recv())
+        except websockets.exceptions.ConnectionClosed:
+            self._ws = None
+            await asyncio.sleep(self._state.next_backoff())
+
+    async def aclose(self) -> None:
+        await self.ack()
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Watch:
+    """The blocking form of ``AsyncWatch``, for scripts and the CLI."""
+
+    def __init__(self, url: str, *, token: str | None = None, patterns: Iterable[str] = (),
+                 types: Iterable[str] = (), since: int | str | None = None,
+                 stream: str | None = None, consumer: str | None = None) -> None:  # fmt: skip
+        self._state = _WatchState(url, token, patterns, types, since, stream, consumer)
+        self._ws: SyncConnection | None = None
+        self._connection = contextlib.ExitStack()  # websockets' sync connect is a context manager
+        self._previous: ChangeEvent | None = None
+
+    @property
+    def last_seq(self) -> int | None:
+        return self._state.last_seq
+
+    @property
+    def caught_up(self) -> bool:
+        return self._state.caught_up
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> ChangeEvent:
+        state = self._state
+        if self._previous is not None:
+            state.handed_out(self._previous)
+        while not state.pending:
+            self._receive()
+        event, ack_due = state.take()
+        if ack_due:
+            self._send_ack()
+        self._previous = event
+        return event
+
+    def ack(self) -> None:
+        if self._previous is not None:
+            self._state.handed_out(self._previous)
+            self._previous = None
+        self._send_ack()
+
+    def _send_ack(self) -> None:
+        message = self._state.ack_message()
+        if message is not None and self._ws is not None:
+            with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                self._ws.send(message)
+
+    def _receive(self) -> None:
+        if self._ws is None:
+            try:
+                self._ws = self._connection.enter_context(
+                    sync_connect(self._state.url(), additional_headers=self._state.headers)
+                )
+            except websockets.exceptions.InvalidStatus as exc:
+                raise _refused(exc) from exc
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
+                time.sleep(self._state.next_backoff())
+                return
+        try:
+            self._state.handle(self._ws.recv())
+        except websockets.exceptions.ConnectionClosed:
+            self._ws = None
+            self._connection.close()
+            time.sleep(self._state.next_backoff())
+
+    def close(self) -> None:
+        self.ack()
+        self._ws = None
+        self._connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,162 @@
+"""What happens inside one write transaction: data, change log and meta move together.
+
+A ``WriteContext`` wraps the writer thread's LMDB write transaction. Every mutation goes
+through ``put`` or ``delete`` here, which write the data record and append the change event
+in the same transaction, so data and log can never disagree.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import lmdb
+
+from .codec import (
+    encode_event,
+    encode_record,
+    encode_seq,
+    record_hlc,
+    record_is_tombstone,
+    record_value,
+)
+from .errors import PreconditionFailed
+from .events import ChangeEvent, EventType
+from .hlc import HybridLogicalClock
+from .ops import WriteResult
+
+__all__ = ["META_HLC", "META_LAST_SEQ", "META_NODE_ID", "WriteContext"]
+
+META_LAST_SEQ = b"last_seq"
+META_HLC = b"hlc"
+META_NODE_ID = b"node_id"
+_U64 = struct.Struct(">Q")
+_tuple_new = tuple.__new__
+
+
+class WriteContext:
+    """State of one group-commit transaction. ``seq`` is the last seq assigned so far; the
+    writer commits it to meta together with the data, or discards the context on abort."""
+
+    def __init__(
+        self,
+        txn: lmdb.Transaction,
+        dbs: dict[str, Any],
+        clock: HybridLogicalClock,
+        origin: str,
+        last_seq: int,
+    ) -> None:
+        self.txn = txn
+        self.dbs = dbs
+        self.clock = clock
+        self.origin = origin
+        self._origin_bytes = origin.encode()
+        self.seq = last_seq
+        self.events: list[ChangeEvent] = []
+        self._data = dbs["data"]
+        self._tombstones = dbs["tombstones"]
+        # Cursors stay positioned between operations: LMDB then finds neighbouring keys
+        # without descending the tree again, and appends to the log at its end.
+        self._data_cursor = txn.cursor(db=self._data)
+        self._log_cursor = txn.cursor(db=dbs["changelog"])
+
+    @property
+    def next_seq(self) -> int:
+        return self.seq + 1
+
+    def current_version(self, key: bytes) -> int | None:
+        """HLC of the key's live value, or None if absent or deleted."""
+        raw = self.txn.get(key, db=self._data)
+        if raw is None or record_is_tombstone(raw):
+            return None
+        return record_hlc(raw)
+
+    def check(self, key: str, key_bytes: bytes, if_version: int | None, if_absent: bool) -> None:
+        """Raise ``PreconditionFailed`` unless the key's current version satisfies the
+        condition (``if_absent``: no live value; ``if_version``: exactly that version)."""
+        if if_version is None and not if_absent:
+            return
+        current = self.current_version(key_bytes)
+        if if_absent and current is not None:
+            raise PreconditionFailed(
+                f"key {key!r} already exists (version {current}); If-None-Match: * requires "
+                "that it does not",
+                key=key,
+                current_version=current,
+            )
+        if if_version is not None and current != if_version:
+            found = "absent" if current is None else f"at version {current}"
+            raise PreconditionFailed(
+                f"key {key!r} is {found}, not at version {if_version}: re-read it and retry "
+                "with its current version",
+                key=key,
+                current_version=current,
+            )
+
+    def put(
+        self,
+        key: str,
+        key_bytes: bytes,
+        value: bytes,
+        content_type: str | None,
+        txn_id: int,
+        hlc: int | None = None,
+    ) -> WriteResult:
+        """Set ``key``; ``hlc`` is its version (one from ``clock.reserve``), or a fresh tick."""
+        if type(value) is not bytes:
+            value = bytes(value)
+        if hlc is None:
+            hlc = self.clock.now()
+        record = encode_record(
+            value, hlc, self._origin_bytes, content_type.encode() if content_type else b""
+        )
+        raw_old = self._data_cursor.replace(key_bytes, record)
+        if raw_old is None or record_is_tombstone(raw_old):
+            return self._append(EventType.INSERT, key, key_bytes, None, value, hlc, txn_id)
+        old = record_value(raw_old)
+        return self._append(EventType.UPDATE, key, key_bytes, old, value, hlc, txn_id)
+
+    def delete(
+        self, key: str, key_bytes: bytes, txn_id: int, hlc: int | None = None
+    ) -> WriteResult:
+        raw_old = self.txn.get(key_bytes, db=self._data)
+        if raw_old is None or record_is_tombstone(raw_old):
+            return WriteResult(key, None, None)
+        old = record_value(raw_old)
+        if hlc is None:
+            hlc = self.clock.now()
+        tombstone = encode_record(b"", hlc, self._origin_bytes, b"", tombstone=True)
+        self._data_cursor.put(key_bytes, tombstone)
+        self.txn.put(_U64.pack(hlc) + key_bytes, b"", db=self._tombstones)
+        return self._append(EventType.DELETE, key, key_bytes, old, None, hlc, txn_id)
+
+    def _append(
+        self,
+        event_type: EventType,
+        key: str,
+        key_bytes: bytes,
+        old: bytes | None,
+        new: bytes | None,
+        hlc: int,
+        txn_id: int,
+    ) -> WriteResult:
+        seq = self.seq = self.seq + 1
+        raw = encode_event(event_type, key_bytes, old, new, hlc, self._origin_bytes, txn_id)
+        self._log_cursor.put(encode_seq(seq), raw, append=True)
+        # tuple.__new__ skips the NamedTuples' generated Python __new__: the writer makes two
+        # of them per mutation on its hottest path.
+        event = (seq, event_type, key, old, new, hlc, self.origin, txn_id)
+        self.events.append(_tuple_new(ChangeEvent, event))
+        return _tuple_new(WriteResult, (key, seq, hlc))
+
+    def finish(self) -> None:
+        """Persist the seq and HLC high-water marks; called once, just before commit."""
+        meta = self.dbs["meta"]
+        if self.events:
+            self.txn.put(META_LAST_SEQ, _U64.pack(self.seq), db=meta)
+        self.txn.put(META_HLC, _U64.pack(self.clock.last), db=meta)
+
+
+def read_u64(txn: lmdb.Transaction, key: bytes, db: Any) -> int | None:
+    raw = txn.get(key, db=db)
+    return None if raw is None else int(_U64.unpack(raw)[0])

@@ -1,0 +1,88 @@
+"""Bearer tokens with roles, and protected mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import Settings, create_app, load_settings
+from api.errors import ConfigError
+from api.server import check_protected_mode
+
+READ = "read-token-0123456789"
+WRITE = "write-token-0123456789"
+ADMIN = "admin-token-0123456789"
+
+
+@pytest.fixture
+def secured(settings_factory: Callable[..., Settings]) -> TestClient:
+    tokens = [
+        {"token": READ, "role": "read"},
+        {"token": WRITE, "role": "write"},
+        {"token": ADMIN, "role": "admin"},
+    ]
+    return TestClient(create_app(settings_factory(server={"tokens": tokens})))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def test_requests_without_a_token_are_refused(secured: TestClient) -> None:
+    with secured as client:
+        response = client.get("/kv/k")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert "Authorization: Bearer" in response.json()["message"]
+        assert client.get("/kv/k", headers=bearer("wrong-token")).status_code == 401
+        assert client.get("/kv/k", headers={"authorization": "Basic abc"}).status_code == 401
+        assert client.get("/stats").status_code == 401
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/health").status_code == 200  # liveness needs no token
+
+
+def test_roles_are_ordered(secured: TestClient) -> None:
+    with secured as client:
+        forbidden = client.put("/kv/k", content=b"v", headers=bearer(READ))
+        assert forbidden.status_code == 403
+        assert (
+            forbidden.json()["message"] == "this token has the read role; this request needs write"
+        )
+        assert client.put("/kv/k", content=b"v", headers=bearer(WRITE)).status_code == 200
+        assert client.put("/kv/k", content=b"v", headers=bearer(ADMIN)).status_code == 200
+        assert client.get("/kv/k", headers=bearer(READ)).status_code == 200
+        assert client.get("/kv", headers=bearer(READ)).status_code == 200
+        batch = {"ops": [{"op": "delete", "key": "k"}]}
+        assert client.post("/kv/_batch", json=batch, headers=bearer(READ)).status_code == 403
+        assert client.post("/kv/_batch", json=batch, headers=bearer(WRITE)).status_code == 200
+        assert client.get("/stats", headers=bearer(READ)).status_code == 200
+
+
+def test_short_tokens_are_a_config_error() -> None:
+    with pytest.raises(
+        ConfigError, match=r"server.tokens.0.token: a token must be at least 16 characters"
+    ) as info:
+        load_settings(overrides={"server": {"tokens": [{"token": "short", "role": "read"}]}})
+    assert "short" not in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "example.com"])
+def test_protected_mode_refuses_remote_binds_without_tokens(host: str) -> None:
+    with pytest.raises(ConfigError, match="refusing to listen"):
+        check_protected_mode(load_settings(overrides={"server": {"host": host}}).server)
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"host": "127.0.0.1"},
+        {"host": "localhost"},
+        {"host": "::1"},
+        {"host": "0.0.0.0", "allow_unauthenticated_remote": True},
+        {"host": "0.0.0.0", "tokens": [{"token": ADMIN, "role": "admin"}]},
+    ],
+)
+def test_protected_mode_allows(server: dict[str, object]) -> None:
+    check_protected_mode(load_settings(overrides={"server": server}).server)
