@@ -65,6 +65,18 @@ class ManualClock:
         for _ in range(5):  # let woken tasks run to their next await
             await asyncio.sleep(0)
 
+    def deadlines(self) -> list[float]:
+        """The deadlines still waited on, in ms from now, soonest first. Tests wait for the
+        one they mean to pass before they advance: a deadline set after ``advance`` counts
+        from the new time."""
+        return sorted(at - self._now for at, _, future in self._sleepers if not future.done())
+
+    async def wait_for_deadline(self, ms: float, timeout_s: float = 10.0) -> None:
+        """Wait (in real time) until some task waits for a deadline ``ms`` from now."""
+        async with asyncio.timeout(timeout_s):
+            while ms not in self.deadlines():
+                await asyncio.sleep(0.002)
+
     def _deadline(self, ms: float) -> asyncio.Future[None]:
         future = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + ms, next(self._ids), future))

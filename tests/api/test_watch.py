@@ -68,10 +68,15 @@ async def test_watch_a_named_stream_acknowledges_what_was_consumed(live_server: 
             seqs = [(await anext(events)).seq for _ in range(3)]
             await events.ack()
         assert seqs == [1, 2, 3]
+        store = live_server.app.node.store
+        async with asyncio.timeout(10):  # the server commits the ack after it reads it
+            while (checkpoint := store.get_checkpoint("stream/jobs/ws")) is None or (
+                checkpoint.seq < 3
+            ):
+                await asyncio.sleep(0.01)
         async with httpx.AsyncClient(base_url=live_server.url) as http:
             stats = (await http.get("/streams/jobs/stats")).json()
-        checkpoint = live_server.app.node.store.get_checkpoint("stream/jobs/ws")
-        assert checkpoint is not None and checkpoint.seq == 3, stats
+        assert checkpoint.seq == 3, stats
         async with kv.watch(stream="jobs") as events:
             assert (await anext(events)).seq == 4  # resumes after the checkpoint
 

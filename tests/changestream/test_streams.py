@@ -86,7 +86,7 @@ async def test_batches_close_on_timeout_with_an_injected_clock(store: Store) -> 
             StreamConfig("s", batch_size=100, batch_timeout_ms=500), processors=[recorder]
         )
         await store.batch([Put(f"k{i}", b"v") for i in range(3)])
-        await asyncio.sleep(0.05)
+        await clock.wait_for_deadline(500)
         await clock.advance(499)
         assert recorder.batches == []
         await clock.advance(1)
@@ -94,10 +94,12 @@ async def test_batches_close_on_timeout_with_an_injected_clock(store: Store) -> 
         assert len(recorder.batches[0]) == 3
         # the timeout counts from the batch's first event, not from the last one
         await store.put("a", b"v")
-        await asyncio.sleep(0.05)
+        await clock.wait_for_deadline(500)
         await clock.advance(300)
         await store.put("b", b"v")
-        await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):  # "b" joins the open batch
+            while manager.get("s").stats()["consumers"][0]["pending"] < 2:
+                await asyncio.sleep(0.002)
         await clock.advance(200)
         await recorder.wait_for(lambda r: len(r.batches) == 2)
         assert [e.key for e in recorder.batches[1]] == ["a", "b"]

@@ -78,6 +78,7 @@ async def test_retries_wait_the_backoff_on_the_injected_clock(
     await store.put("k", b"v")
     await eventually(lambda: flaky.calls == 1)
     for wait, calls in ((100, 2), (200, 3), (250, 4)):  # 100 * 2**n, capped at 250
+        await manual_clock.wait_for_deadline(wait)
         await manual_clock.advance(wait - 1)
         await asyncio.sleep(0.01)
         assert flaky.calls == calls - 1

@@ -14,6 +14,7 @@ from eventbus import (
     BatchEventHandler,
     BusSetup,
     ConditionalEventHandler,
+    EventBus,
     EventRoute,
     FunctionEventHandler,
     InvalidHandler,
@@ -82,6 +83,13 @@ async def test_conditional_handler_skips_what_its_predicate_declines(
     assert bus.describe("big-orders")["skipped"] == 1
 
 
+def holds(bus: EventBus, count: int) -> bool:
+    """Whether the "batches" handler itself holds ``count`` events (its interval counts from
+    when it took the first of them), none of them still in its stream cursor."""
+    in_cursor = bus.streams.get(bus.config.stream).consumers["batches"].cursor.pending
+    return in_cursor == 0 and bus.stats()["batches"].pending == count
+
+
 async def test_batch_handler_flushes_by_size_and_by_interval(
     make_bus: Any, store: Store, manual_clock: ManualClock
 ) -> None:
@@ -91,9 +99,11 @@ async def test_batch_handler_flushes_by_size_and_by_interval(
         batches.append([e.seq for e in events])
 
     handler = BatchEventHandler("batches", on_batch, batch_size=4, flush_interval_ms=500)
-    await make_bus(BusSetup(handlers=(handler,), routes=(route("batches"),)), clock=manual_clock)
+    bus = await make_bus(
+        BusSetup(handlers=(handler,), routes=(route("batches"),)), clock=manual_clock
+    )
     await store.batch([Put(f"k{i}", b"v") for i in range(10)])
-    await eventually(lambda: len(batches) == 2)
+    await eventually(lambda: len(batches) == 2 and holds(bus, 2))
     assert batches == [[1, 2, 3, 4], [5, 6, 7, 8]]  # full batches go at once
     await manual_clock.advance(499)
     await asyncio.sleep(0.05)
@@ -102,7 +112,7 @@ async def test_batch_handler_flushes_by_size_and_by_interval(
     await eventually(lambda: len(batches) == 3)
     assert batches[2] == [9, 10]  # ...and goes when it has waited flush_interval_ms
     await store.put("k10", b"v")
-    await asyncio.sleep(0.05)
+    await eventually(lambda: holds(bus, 1))
     assert len(batches) == 3
     await manual_clock.advance(500)
     await eventually(lambda: batches[-1] == [11])

@@ -55,9 +55,11 @@ async def test_the_receiver_going_down_and_coming_back(
     receiver.stop()
     await store.batch([Put(f"during/{i}", b"2") for i in range(5)])
     await eventually(lambda: bus.stats()["hook"].failed >= 5)  # connection refused
+    await manual_clock.wait_for_deadline(1000)  # the retry's backoff
     await manual_clock.advance(1000)  # another attempt while still down
     await eventually(lambda: bus.stats()["hook"].failed >= 10)
     receiver.start()  # back, on the same port
+    await manual_clock.wait_for_deadline(1000)
     await manual_clock.advance(1000)
     await eventually(lambda: bus.stats()["hook"].delivered == 6)
     assert receiver.seqs == [1, 2, 3, 4, 5, 6]
