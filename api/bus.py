@@ -305,6 +305,7 @@ class BusCollector(Collector):
                 "failed": "Events in failed handler calls (each attempt)",
                 "retried": "Events whose delivery was retried",
                 "dead_lettered": "Events sent to the dead-letter store",
+                "dead_letters_evicted": "Dead letters evicted past the per-handler limit",
             },
             gauges={
                 "lag_events": "Committed events a handler has not finished",

@@ -79,7 +79,10 @@ class BusConfig:
     the log instead) and ``batch_size`` caps the events one cursor read hands over. A handler's
     checkpoint is written at most every ``checkpoint_interval_ms`` while it is busy (and when it
     goes idle or stops): after a crash it may see again what it handled since, never less.
-    ``retry`` applies to handlers that do not bring their own policy.
+    ``retry`` applies to handlers that do not bring their own policy. Each handler keeps at
+    most ``max_dead_letters`` dead letters: past that, the oldest are evicted (counted in the
+    handler's ``dead_letters_evicted`` and logged), like a dead-letter queue with a length
+    limit, so a handler that fails on everything cannot fill the disk.
     """
 
     stream: str = "_bus"
@@ -88,6 +91,7 @@ class BusConfig:
     checkpoint_interval_ms: float = 200
     idle_interval_ms: float = 1000
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_dead_letters: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.stream.startswith("_"):
@@ -99,6 +103,12 @@ class BusConfig:
             raise InvalidBusConfig(
                 f"bus batch_size must be within 1..buffer_size ({self.buffer_size}), got "
                 f"{self.batch_size}"
+            )
+        if isinstance(self.max_dead_letters, bool) or not (
+            isinstance(self.max_dead_letters, int) and self.max_dead_letters >= 1
+        ):
+            raise InvalidBusConfig(
+                f"max_dead_letters must be an integer >= 1, got {self.max_dead_letters!r}"
             )
         if self.checkpoint_interval_ms < 0 or self.idle_interval_ms <= 0:
             raise InvalidBusConfig(

@@ -102,13 +102,25 @@ class DeadLetterStore:
             index.setdefault(handler, []).append(int(seq))
         self._index = {handler: sorted(seqs) for handler, seqs in index.items()}
 
-    async def add(self, letter: DeadLetter) -> None:
+    async def add(self, letter: DeadLetter, *, limit: int | None = None) -> list[int]:
+        """Store ``letter`` (replacing one with the same id). With ``limit``, the handler's
+        oldest letters beyond it are deleted in the same transaction; returns their seqs."""
+        handler = letter.handler
+        seqs = self._index.get(handler, [])
+        position = bisect.bisect_left(seqs, letter.seq)
+        is_new = position == len(seqs) or seqs[position] != letter.seq
+        excess = 0 if limit is None else len(seqs) + is_new - limit
+        evicted = [seq for seq in seqs[: max(excess, 0)] if seq != letter.seq]
         record = orjson.dumps(letter.to_dict())
-        await self._store.put_system_record(_key(letter.handler, letter.seq), record)
-        seqs = self._index.setdefault(letter.handler, [])
+        await self._store.write_system_state(
+            {_key(handler, letter.seq): record}, [_key(handler, seq) for seq in evicted]
+        )
+        seqs = self._index.setdefault(handler, [])
         position = bisect.bisect_left(seqs, letter.seq)
         if position == len(seqs) or seqs[position] != letter.seq:
             seqs.insert(position, letter.seq)
+        self._forget(handler, evicted)
+        return evicted
 
     def get(self, handler: str, seq: int) -> DeadLetter | None:
         raw = self._store.get_system_record(_key(handler, seq))

@@ -68,6 +68,7 @@ class HandlerRunner:
         self._clock = clock
         self._config = config
         self.retry: RetryPolicy = handler.retry or config.retry
+        self._max_dead_letters = config.max_dead_letters
         self._dead = dead_letters
         self._rng = rng
         self._commit = commit
@@ -232,12 +233,20 @@ class HandlerRunner:
         letter = DeadLetter(
             self.name, tuple(events), describe_error(error), attempts, first_failed, now
         )
-        await self._dead.add(letter)
+        evicted = await self._dead.add(letter, limit=self._max_dead_letters)
         self.counters.dead_lettered += len(events)
         log.warning(
             "handler %s: seq %d..%d dead-lettered after %d attempt(s): %s",
             self.name, letter.seq, letter.events[-1].seq, attempts, letter.error,
         )  # fmt: skip
+        if evicted:
+            self.counters.dead_letters_evicted += len(evicted)
+            log.error(
+                "handler %s: %d dead letter(s) past the limit of %d evicted, oldest first "
+                "(seq %s); re-drive or purge dead letters, or raise max_dead_letters",
+                self.name, len(evicted), self._max_dead_letters,
+                ", ".join(map(str, evicted[:10])) + (", ..." if len(evicted) > 10 else ""),
+            )  # fmt: skip
 
     async def _attempt(self, events: list[ChangeEvent]) -> tuple[int, Exception | None, bool]:
         """One call of the handler: how many events (from the start) were handled, the error
@@ -313,6 +322,7 @@ class HandlerRunner:
             failed=counters.failed,
             retried=counters.retried,
             dead_lettered=counters.dead_lettered,
+            dead_letters_evicted=counters.dead_letters_evicted,
             pending=len(self._pending) + self.consumer.cursor.pending,
             lag_events=lag_events,
             lag_ms=lag_ms,

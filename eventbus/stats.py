@@ -19,10 +19,12 @@ RECENT_LATENCIES = 1024
 
 class HandlerCounters:
     """Updated by the handler's runner. ``delivered``, ``failed`` (failed attempts),
-    ``retried`` and ``dead_lettered`` count events, not calls: a failed batch of 10 is 10."""
+    ``retried`` and ``dead_lettered`` count events, not calls: a failed batch of 10 is 10;
+    ``dead_letters_evicted`` counts dead letters dropped past the bus's limit."""
 
     __slots__ = (
         "dead_lettered",
+        "dead_letters_evicted",
         "delivered",
         "deliveries",
         "failed",
@@ -38,6 +40,7 @@ class HandlerCounters:
         self.failed = 0
         self.retried = 0
         self.dead_lettered = 0
+        self.dead_letters_evicted = 0
         self.last_error: str | None = None
         self.latency = Histogram(LATENCY_BUCKETS)
         self.recent_latency_ms: collections.deque[float] = collections.deque(
@@ -64,6 +67,7 @@ class HandlerStats:
     failed: int
     retried: int
     dead_lettered: int
+    dead_letters_evicted: int
     pending: int
     lag_events: int
     lag_ms: float

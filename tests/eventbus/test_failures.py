@@ -13,6 +13,7 @@ import pytest
 from changestream import ManualClock
 from eventbus import (
     BaseEventHandler,
+    BusConfig,
     BusSetup,
     EventRoute,
     InvalidBusConfig,
@@ -107,6 +108,32 @@ async def test_a_poison_event_is_dead_lettered_and_the_handler_moves_on(
     stats = bus.stats()["picky"]
     assert (stats.delivered, stats.failed, stats.retried, stats.dead_lettered) == (4, 3, 2, 1)
     await eventually(lambda: bus.stats()["picky"].checkpoint == 5)  # it moved past the letter
+
+
+async def test_dead_letters_past_the_limit_evict_the_oldest(
+    make_bus: Any, store: Store
+) -> None:
+    picky, other = Recorder("picky"), Recorder("other")
+    picky.fail = set(range(1, 8))
+    setup = BusSetup(handlers=(picky, other), routes=(everything("picky", "other"),))
+    other.fail = {1}
+    bus = await make_bus(setup, config=BusConfig(max_dead_letters=3))
+    await store.batch([Put(f"k{i}", b"v") for i in range(1, 9)])
+    await eventually(lambda: picky.seqs == [8] and bus.stats()["other"].dead_lettered == 1)
+    letters, _ = bus.dead_letters.page("picky")
+    assert [letter.seq for letter in letters] == [5, 6, 7]  # the newest three
+    assert [s for _, s in bus.dead_letters.ids()[0]] == [1, 5, 6, 7]  # other's own stays
+    assert store.list_system_records("bus/dead/picky/")[0][0].endswith("00005")  # on disk too
+    stats = bus.stats()["picky"]
+    assert (stats.dead_lettered, stats.dead_letters_evicted) == (7, 4)
+    assert bus.stats()["other"].dead_letters_evicted == 0
+    bus.dead_letters.load()  # the index rebuilt from LMDB agrees
+    assert bus.dead_letters.counts() == {"other": 1, "picky": 3}
+
+
+def test_the_dead_letter_limit_is_checked() -> None:
+    with pytest.raises(InvalidBusConfig, match="max_dead_letters must be an integer >= 1"):
+        BusConfig(max_dead_letters=0)
 
 
 async def test_a_failing_batch_is_one_dead_letter(make_bus: Any, store: Store) -> None:
