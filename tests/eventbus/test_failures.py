@@ -110,9 +110,7 @@ async def test_a_poison_event_is_dead_lettered_and_the_handler_moves_on(
     await eventually(lambda: bus.stats()["picky"].checkpoint == 5)  # it moved past the letter
 
 
-async def test_dead_letters_past_the_limit_evict_the_oldest(
-    make_bus: Any, store: Store
-) -> None:
+async def test_dead_letters_past_the_limit_evict_the_oldest(make_bus: Any, store: Store) -> None:
     picky, other = Recorder("picky"), Recorder("other")
     picky.fail = set(range(1, 8))
     setup = BusSetup(handlers=(picky, other), routes=(everything("picky", "other"),))
