@@ -89,8 +89,7 @@ class Node:
             streams = ChangeStreamManager(store, clock=self._stream_clock)
             await streams.start()
             stack.push_async_callback(streams.stop)
-            for stream in settings.streams:
-                await streams.upsert(stream.stream_config())
+            await streams.declare([stream.stream_config() for stream in settings.streams])
             bus = await self._start_bus(store, streams)
             stack.push_async_callback(bus.stop)
             compute = StreamComputingEngine(store, streams)

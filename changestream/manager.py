@@ -5,6 +5,11 @@ manager hands the events to its event loop, where each live cursor gets the even
 selects. Cursors with the same filter share one evaluation of it. Named streams are created,
 updated live, removed and listed here; their definitions are persisted as system records so
 they (and their durable checkpoints) survive restarts.
+
+A configuration file declares streams through ``declare``: the manager remembers which names
+each owner declared, so a stream dropped from the file is removed on the next start (with its
+checkpoints, which would otherwise hold back change-log retention for a reader that is gone),
+while streams created through the API are left alone.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = ["ChangeStreamManager"]
 log = logging.getLogger("changestream.manager")
 
 _RECORD_PREFIX = "streams/"
+_DECLARED_PREFIX = "stream-owners/"
 
 
 class ChangeStreamManager:
@@ -166,6 +172,32 @@ class ChangeStreamManager:
                 return self._streams[config.name]
             return await self.update(config)
         return await self.create(config)
+
+    async def declare(
+        self, configs: Sequence[StreamConfig], *, owner: str = "config"
+    ) -> tuple[str, ...]:
+        """Make the streams ``owner`` declares exist as declared (created, or reconfigured
+        live), and remove the ones it declared last time but no longer does. A declared name
+        belongs to its owner from then on, also if the API created it first. Returns the names
+        removed."""
+        record = _DECLARED_PREFIX + owner
+        raw = self.store.get_system_record(record)
+        before: Sequence[str] = () if raw is None else json.loads(raw)
+        for config in configs:
+            await self.upsert(config)
+        declared = {config.name for config in configs}
+        removed: tuple[str, ...] = ()
+        for name in before:
+            if name not in declared and name in self._streams:
+                log.warning(
+                    "stream %s is no longer declared by %s: removing it and its checkpoints",
+                    name, owner,
+                )  # fmt: skip
+                await self.remove(name)
+                removed += (name,)
+        if sorted(declared) != sorted(before):
+            await self.store.put_system_record(record, json.dumps(sorted(declared)).encode())
+        return removed
 
     async def remove(self, name: str) -> None:
         """Stop the stream's processors and forget it, its definition and its checkpoints

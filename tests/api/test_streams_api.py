@@ -97,3 +97,31 @@ def test_api_created_streams_survive_a_restart(settings_factory: Callable[..., S
         client.post("/streams", json={"name": "kept", "enable_persistence": True})
     with TestClient(create_app(settings)) as client:
         assert client.get("/streams/kept").status_code == 200
+
+
+def test_a_stream_dropped_from_the_yaml_is_removed_at_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "kvdb.yaml"
+    node = f'node: {{data_dir: "{tmp_path / "data"}"}}\n'
+    stream = "  - {{name: {}, enable_persistence: true, start_from: earliest}}\n"
+    path.write_text(node + "streams:\n" + stream.format("audit") + stream.format("billing"))
+    with TestClient(create_app(load_settings(path))) as client:
+        assert client.post("/streams", json={"name": "adhoc"}).status_code == 201
+        assert client.put("/kv/k", content=b"v").status_code in (200, 201)
+        with client.websocket_connect("/ws/changes?stream=billing") as ws:
+            assert ws.receive_json()["type"] == "events"
+            ws.send_json({"ack": 1})
+            assert ws.receive_json()["type"] == "caught_up"
+        store = client.app.node.store  # type: ignore[attr-defined]
+        assert store.get_checkpoint("stream/billing/ws") is not None
+
+    path.write_text(node + "streams:\n" + stream.format("audit"))
+    with TestClient(create_app(load_settings(path))) as client:
+        names = [s["name"] for s in client.get("/streams").json()["streams"]]
+        assert names == ["adhoc", "audit"]  # the API-created stream is not the file's to remove
+        store = client.app.node.store  # type: ignore[attr-defined]
+        assert store.get_checkpoint("stream/billing/ws") is None  # retention released
+
+    path.write_text(node)
+    with TestClient(create_app(load_settings(path))) as client:
+        names = [s["name"] for s in client.get("/streams").json()["streams"]]
+        assert names == ["adhoc"]
