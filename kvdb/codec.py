@@ -52,6 +52,7 @@ _EVENT_HLC = struct.Struct(">xxQ")
 
 _TYPE_CODES = {EventType.INSERT: 0, EventType.UPDATE: 1, EventType.DELETE: 2}
 _CODE_TYPES = {code: event_type for event_type, code in _TYPE_CODES.items()}
+_INSERT, _UPDATE = EventType.INSERT, EventType.UPDATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +114,12 @@ def encode_event(
     origin: bytes,
     txn: int,
 ) -> bytes:
+    # Identity tests, not _TYPE_CODES[event_type]: an enum member hashes in Python code, and
+    # this runs once per write on the writer thread.
+    code = 0 if event_type is _INSERT else 1 if event_type is _UPDATE else 2
     header = _EVENT.pack(
         FORMAT,
-        _TYPE_CODES[event_type],
+        code,
         hlc,
         txn,
         len(origin),

@@ -400,7 +400,7 @@ class _BatchTask(WriteTask):
         for op, key_bytes in zip(self.ops, self.keys, strict=True):
             ctx.check(op.key, key_bytes, op.if_version, isinstance(op, Put) and op.if_absent)
         txn_id = ctx.next_seq
-        hlc = ctx.clock.reserve(len(self.ops))  # one version per op, in op order
+        hlc = ctx.reserve_hlc(len(self.ops))  # one version per op, in op order
         results = []
         for op, key_bytes in zip(self.ops, self.keys, strict=True):
             if isinstance(op, Put):

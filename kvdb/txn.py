@@ -13,6 +13,7 @@ from typing import Any
 import lmdb
 
 from .codec import (
+    FLAG_TOMBSTONE,
     encode_event,
     encode_record,
     encode_seq,
@@ -32,6 +33,7 @@ META_HLC = b"hlc"
 META_NODE_ID = b"node_id"
 _U64 = struct.Struct(">Q")
 _tuple_new = tuple.__new__
+_HLC_BLOCK = 64  # versions reserved at a time for single writes (the HLC counter has 65,536)
 
 
 class WriteContext:
@@ -59,10 +61,31 @@ class WriteContext:
         # without descending the tree again, and appends to the log at its end.
         self._data_cursor = txn.cursor(db=self._data)
         self._log_cursor = txn.cursor(db=dbs["changelog"])
+        self._hlc_next = self._hlc_end = 0
 
     @property
     def next_seq(self) -> int:
         return self.seq + 1
+
+    def next_hlc(self) -> int:
+        """A fresh version for one write."""
+        hlc = self._hlc_next
+        if hlc == self._hlc_end:
+            return self.reserve_hlc(1)
+        self._hlc_next = hlc + 1
+        return hlc
+
+    def reserve_hlc(self, count: int) -> int:
+        """The first of ``count`` consecutive fresh versions. They come from blocks reserved
+        from the clock (one clock read and lock serves many single writes of a group), so
+        versions still increase with seq; unused ones are skipped, leaving only a gap."""
+        hlc = self._hlc_next
+        if self._hlc_end - hlc < count:
+            block = max(count, _HLC_BLOCK)
+            hlc = self.clock.reserve(block)
+            self._hlc_end = hlc + block
+        self._hlc_next = hlc + count
+        return hlc
 
     def current_version(self, key: bytes) -> int | None:
         """HLC of the key's live value, or None if absent or deleted."""
@@ -102,16 +125,16 @@ class WriteContext:
         txn_id: int,
         hlc: int | None = None,
     ) -> WriteResult:
-        """Set ``key``; ``hlc`` is its version (one from ``clock.reserve``), or a fresh tick."""
+        """Set ``key``; ``hlc`` is its version (one from ``reserve_hlc``), or a fresh one."""
         if type(value) is not bytes:
             value = bytes(value)
         if hlc is None:
-            hlc = self.clock.now()
+            hlc = self.next_hlc()
         record = encode_record(
             value, hlc, self._origin_bytes, content_type.encode() if content_type else b""
         )
         raw_old = self._data_cursor.replace(key_bytes, record)
-        if raw_old is None or record_is_tombstone(raw_old):
+        if raw_old is None or raw_old[1] & FLAG_TOMBSTONE:
             return self._append(EventType.INSERT, key, key_bytes, None, value, hlc, txn_id)
         old = record_value(raw_old)
         return self._append(EventType.UPDATE, key, key_bytes, old, value, hlc, txn_id)
@@ -120,11 +143,11 @@ class WriteContext:
         self, key: str, key_bytes: bytes, txn_id: int, hlc: int | None = None
     ) -> WriteResult:
         raw_old = self.txn.get(key_bytes, db=self._data)
-        if raw_old is None or record_is_tombstone(raw_old):
+        if raw_old is None or raw_old[1] & FLAG_TOMBSTONE:
             return WriteResult(key, None, None)
         old = record_value(raw_old)
         if hlc is None:
-            hlc = self.clock.now()
+            hlc = self.next_hlc()
         tombstone = encode_record(b"", hlc, self._origin_bytes, b"", tombstone=True)
         self._data_cursor.put(key_bytes, tombstone)
         self.txn.put(_U64.pack(hlc) + key_bytes, b"", db=self._tombstones)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,6 +128,28 @@ async def test_concurrent_writers_get_a_gapless_log(store: Store) -> None:
     hlcs = [e.hlc for e in log]
     assert hlcs == sorted(hlcs) and len(set(hlcs)) == len(hlcs)
     assert store.stats().writer.commits < 3200  # group commit coalesced writers
+
+
+async def test_versions_increase_with_seq_when_groups_mix_puts_batches_and_deletes(
+    store: Store,
+) -> None:
+    async def single(w: int) -> None:
+        for i in range(50):
+            await store.put(f"s{w}/{i}", b"x")
+            if i % 5 == 0:
+                await store.delete(f"s{w}/{i}")
+
+    async def batches(w: int) -> None:
+        for i in range(20):
+            await store.batch([Put(f"b{w}/{i}/{j}", b"y") for j in range(i % 7 + 1)])
+
+    # Interleaved, so that commit groups hold single writes after batches.
+    await asyncio.gather(
+        *(c for w in range(4) for c in (single(2 * w), batches(w), single(2 * w + 1)))
+    )
+    hlcs = [event.hlc for event in store.read_changes(0, limit=10_000)]
+    assert len(hlcs) == 8 * 60 + 4 * sum(i % 7 + 1 for i in range(20))
+    assert all(a < b for a, b in itertools.pairwise(hlcs))  # time ranges can bisect the log
 
 
 def test_threads_and_loops_share_the_writer(store: Store) -> None:
