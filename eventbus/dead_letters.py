@@ -105,20 +105,18 @@ class DeadLetterStore:
     async def add(self, letter: DeadLetter, *, limit: int | None = None) -> list[int]:
         """Store ``letter`` (replacing one with the same id). With ``limit``, the handler's
         oldest letters beyond it are deleted in the same transaction; returns their seqs."""
-        handler = letter.handler
+        handler, seq = letter.handler, letter.seq
         seqs = self._index.get(handler, [])
-        position = bisect.bisect_left(seqs, letter.seq)
-        is_new = position == len(seqs) or seqs[position] != letter.seq
-        excess = 0 if limit is None else len(seqs) + is_new - limit
-        evicted = [seq for seq in seqs[: max(excess, 0)] if seq != letter.seq]
+        count = len(seqs) + (_position(seqs, seq) is None)
+        excess = 0 if limit is None else count - limit
+        evicted = [old for old in seqs[: max(excess, 0)] if old != seq]
         record = orjson.dumps(letter.to_dict())
         await self._store.write_system_state(
-            {_key(handler, letter.seq): record}, [_key(handler, seq) for seq in evicted]
+            {_key(handler, seq): record}, [_key(handler, old) for old in evicted]
         )
-        seqs = self._index.setdefault(handler, [])
-        position = bisect.bisect_left(seqs, letter.seq)
-        if position == len(seqs) or seqs[position] != letter.seq:
-            seqs.insert(position, letter.seq)
+        seqs = self._index.setdefault(handler, [])  # as it is now, after the write
+        if _position(seqs, seq) is None:
+            bisect.insort(seqs, seq)
         self._forget(handler, evicted)
         return evicted
 
@@ -181,8 +179,14 @@ class DeadLetterStore:
         if index is None:
             return
         for seq in seqs:
-            position = bisect.bisect_left(index, seq)
-            if position < len(index) and index[position] == seq:
+            position = _position(index, seq)
+            if position is not None:
                 del index[position]
         if not index:
             del self._index[handler]
+
+
+def _position(seqs: list[int], seq: int) -> int | None:
+    """Where ``seq`` is in the sorted ``seqs``, or None."""
+    position = bisect.bisect_left(seqs, seq)
+    return position if position < len(seqs) and seqs[position] == seq else None

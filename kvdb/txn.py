@@ -13,7 +13,6 @@ from typing import Any
 import lmdb
 
 from .codec import (
-    FLAG_TOMBSTONE,
     encode_event,
     encode_record,
     encode_seq,
@@ -134,7 +133,7 @@ class WriteContext:
             value, hlc, self._origin_bytes, content_type.encode() if content_type else b""
         )
         raw_old = self._data_cursor.replace(key_bytes, record)
-        if raw_old is None or raw_old[1] & FLAG_TOMBSTONE:
+        if raw_old is None or record_is_tombstone(raw_old):
             return self._append(EventType.INSERT, key, key_bytes, None, value, hlc, txn_id)
         old = record_value(raw_old)
         return self._append(EventType.UPDATE, key, key_bytes, old, value, hlc, txn_id)
@@ -143,7 +142,7 @@ class WriteContext:
         self, key: str, key_bytes: bytes, txn_id: int, hlc: int | None = None
     ) -> WriteResult:
         raw_old = self.txn.get(key_bytes, db=self._data)
-        if raw_old is None or raw_old[1] & FLAG_TOMBSTONE:
+        if raw_old is None or record_is_tombstone(raw_old):
             return WriteResult(key, None, None)
         old = record_value(raw_old)
         if hlc is None:
