@@ -1,9 +1,20 @@
-"""kvdb's outer layer: HTTP API, settings, the composition root, the client and the CLI."""
+"""kvdb's edge: the HTTP server (``server``), the settings (``settings``, the only reader of
+YAML), the Python client (``client``), the command line (``cli``) and the composition root
+``Node``, which builds a node's parts from settings."""
 
 from __future__ import annotations
 
-from .app import create_app
+from .errors import ConfigError
 from .node import Node
+from .server import create_app
 from .settings import NodeSettings, ServerSettings, Settings, load_settings
 
-__all__ = ["Node", "NodeSettings", "ServerSettings", "Settings", "create_app", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "Node",
+    "NodeSettings",
+    "ServerSettings",
+    "Settings",
+    "create_app",
+    "load_settings",
+]

@@ -14,16 +14,15 @@ from collections.abc import Callable
 from types import TracebackType
 
 from changestream import ChangeStreamManager, Clock
-from changestream.compute import StreamComputingEngine
+from compute import StreamComputingEngine
 from eventbus import EventBus, EventBusError
 from kvdb import Store
 from kvdb.hlc import wall_clock_ms
 
-from .auth import Role, TokenAuth
-from .bus_settings import bus_setup
 from .errors import ConfigError
-from .pipeline_settings import start_pipelines
 from .settings import Settings
+from .settings.bus import bus_setup
+from .settings.pipelines import start_pipelines
 
 __all__ = ["Node"]
 
@@ -37,9 +36,6 @@ class Node:
         stream_clock: Clock | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self.auth = TokenAuth(
-            (t.token.get_secret_value(), Role[t.role.upper()]) for t in self.settings.server.tokens
-        )
         self._clock = clock
         self._stream_clock = stream_clock
         self._store: Store | None = None

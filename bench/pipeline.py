@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 
 from changestream import ChangeStreamManager
-from changestream.compute import (
+from compute import (
     Count,
     PipelineRuntime,
     Session,

@@ -1,4 +1,4 @@
-"""Typed, frozen configuration of a store. ``api/settings.py`` builds these from YAML."""
+"""Typed, frozen configuration of a store. ``api/settings`` builds these from YAML."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app, load_settings
-from api.server import uvicorn_config
+from api.server.run import uvicorn_config
 
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:

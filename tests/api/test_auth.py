@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api import Settings, create_app, load_settings
 from api.errors import ConfigError
-from api.server import check_protected_mode
+from api.server.run import check_protected_mode
 
 READ = "read-token-0123456789"
 WRITE = "write-token-0123456789"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from api import Node, load_settings
-from api.bus_settings import bus_setup
 from api.errors import ConfigError
+from api.settings.bus import bus_setup
 from eventbus import EventRoute, LogTarget, PythonTarget, RetryPolicy, WebhookTarget
 from kvdb import EventType
 

@@ -10,7 +10,7 @@ import pytest
 
 from api import Node, load_settings
 from api.errors import ConfigError
-from changestream.compute import Count, StreamPipeline, Tumbling
+from compute import Count, StreamPipeline, Tumbling
 
 
 def clicks_per_page(window_ms: int = 60_000) -> StreamPipeline:

@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from api.client import AsyncClient, ClientError
-from changestream.compute import PipelineRuntime
-from changestream.compute.sql import parse_script, plan_pipeline
-from changestream.compute.sql.catalog import define_stream
+from compute import PipelineRuntime
+from compute.sql import parse_script, plan_pipeline
+from compute.sql.catalog import define_stream
 from kvdb import ChangeEvent, Put, Store, StoreConfig
 from tests.integration.conftest import ServerProcess
 

@@ -1,0 +1,54 @@
+"""Python client for a kvdb node over HTTP: ``Client`` (blocking), ``AsyncClient``, and
+``watch()`` for change events. Errors derive from ``ClientError``."""
+
+from __future__ import annotations
+
+from .clients import (
+    DEFAULT_URL,
+    AsyncClient,
+    BatchResult,
+    Client,
+    DeleteResult,
+    Item,
+    ScanPage,
+    WriteResult,
+)
+from .errors import (
+    ClientError,
+    Compacted,
+    ConnectionFailed,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    ServerError,
+    StorageFull,
+    Unauthorized,
+)
+from .watch import AsyncWatch, Watch, WatchError
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncClient",
+    "AsyncWatch",
+    "BatchResult",
+    "Client",
+    "ClientError",
+    "Compacted",
+    "ConnectionFailed",
+    "DeleteResult",
+    "Forbidden",
+    "InvalidRequest",
+    "Item",
+    "NotFound",
+    "PayloadTooLarge",
+    "PreconditionFailed",
+    "ScanPage",
+    "ServerError",
+    "StorageFull",
+    "Unauthorized",
+    "Watch",
+    "WatchError",
+    "WriteResult",
+]

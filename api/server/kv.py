@@ -1,0 +1,263 @@
+"""The key-value endpoints (``/kv``, ``/kv/{key}``, ``/kv/_batch``), outside FastAPI.
+
+They are the hot path, so they skip FastAPI's per-request validation and dependency injection
+(DESIGN 10). ``KVEndpoints`` turns a request into a ``Reply`` (status, headers, body) without
+doing any I/O of its own; two front ends carry it: the plain-ASGI ``__call__`` here (any ASGI
+server, the test client) and, under uvicorn, ``fast_http.KvdbHttpProtocol``, which serves
+single-key requests straight from the HTTP parser without an ASGI cycle. ``app.py`` documents
+these paths in the same OpenAPI schema as the FastAPI routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs
+
+import orjson
+
+from ..node import Node
+from .auth import Role, TokenAuth
+from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
+from .kv_requests import (
+    etag,
+    etags,
+    item_json,
+    key_from_raw_path,
+    parse_batch,
+    too_large,
+    version_header,
+)
+from .metrics import HttpMetrics
+
+__all__ = ["KVEndpoints", "Reply", "operation"]
+
+log = logging.getLogger("kvdb.api")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = b"application/json"
+OCTETS = b"application/octet-stream"
+MSGPACK_TYPES = (b"application/msgpack", b"application/x-msgpack", b"application/vnd.msgpack")
+MAX_SCAN_LIMIT = 10_000
+_ALLOWED = {"/kv": "GET", "/kv/": "GET", "/kv/_batch": "POST"}
+_KEY_METHODS = "GET, HEAD, PUT, DELETE"
+
+
+class Reply(NamedTuple):
+    status: int
+    body: bytes
+    content_type: bytes | None
+    headers: list[tuple[bytes, bytes]]
+
+
+def operation(path: str, method: str) -> str:
+    """The endpoint a request is for: put, get, delete, scan, batch, or "unsupported"."""
+    if path in ("/kv", "/kv/"):
+        return "scan" if method in ("GET", "HEAD") else "unsupported"
+    if path == "/kv/_batch":
+        return "batch" if method == "POST" else "unsupported"
+    return {"PUT": "put", "GET": "get", "HEAD": "get", "DELETE": "delete"}.get(
+        method, "unsupported"
+    )
+
+
+class KVEndpoints:
+    def __init__(self, node: Node, auth: TokenAuth, metrics: HttpMetrics) -> None:
+        self.node = node
+        self.auth = auth
+        self.metrics = metrics
+
+    # -- single keys: shared by both front ends -----------------------------------------------
+
+    async def key_request(
+        self, op: str, raw_path: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> Reply:
+        """Answer a put, get or delete of the key in ``raw_path``; errors become replies."""
+        try:
+            key = key_from_raw_path(raw_path)
+            if op == "get":
+                self.auth.check(headers.get(b"authorization"), Role.READ)
+                reply = self._get(key, headers)
+            else:
+                self.auth.check(headers.get(b"authorization"), Role.WRITE)
+                if op == "put":
+                    reply = await self._put(key, headers, body)
+                else:
+                    reply = await self._delete(key, headers)
+        except Exception as exc:
+            reply = self.error_reply(exc, op)
+        self.metrics.count(op, reply.status)
+        return reply
+
+    def error_reply(self, exc: Exception, op: str) -> Reply:
+        status, body, extra = error_response_parts(exc)
+        if status == 500:
+            log.exception("%s on /kv failed", op)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        return Reply(status, body, JSON, headers)
+
+    def check_body_size(self, headers: dict[bytes, bytes]) -> None:
+        """Refuse a value whose declared length is over the limit before reading it."""
+        declared = headers.get(b"content-length")
+        limit = self.node.store.limits.max_value_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large("value", int(declared), limit, "max_value_size")
+
+    async def _put(self, key: str, headers: dict[bytes, bytes], body: bytes) -> Reply:
+        if_version = version_header(headers.get(b"if-match"), "If-Match")
+        if_absent = False
+        if (none_match := headers.get(b"if-none-match")) is not None:
+            if none_match.strip() != b"*":
+                raise BadRequest("If-None-Match on PUT supports only '*' (create if absent)")
+            if_absent = True
+        content_type = headers.get(b"content-type")
+        result = await self.node.store.put(
+            key,
+            body,
+            content_type=content_type.decode("latin-1") if content_type else None,
+            if_version=if_version,
+            if_absent=if_absent,
+        )
+        payload = orjson.dumps({"key": key, "seq": result.seq, "version": str(result.version)})
+        return Reply(200, payload, JSON, [(b"etag", etag(result.version))])
+
+    def _get(self, key: str, headers: dict[bytes, bytes]) -> Reply:
+        entry = self.node.store.get(key)
+        if entry is None:
+            raise NotFound(f"key {key!r} does not exist")
+        tag = etag(entry.version)
+        extra = [(b"etag", tag), (b"x-kvdb-origin", entry.origin.encode())]
+        if (none_match := headers.get(b"if-none-match")) is not None and tag in etags(none_match):
+            return Reply(304, b"", None, extra)
+        content_type = entry.content_type.encode("latin-1") if entry.content_type else OCTETS
+        return Reply(200, entry.value, content_type, extra)
+
+    async def _delete(self, key: str, headers: dict[bytes, bytes]) -> Reply:
+        if_version = version_header(headers.get(b"if-match"), "If-Match")
+        result = await self.node.store.delete(key, if_version=if_version)
+        if result.seq is None:
+            raise NotFound(f"key {key!r} does not exist")
+        return Reply(200, orjson.dumps({"key": key, "seq": result.seq}), JSON, [])
+
+    # -- the ASGI front end -------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        op = operation(scope["path"], method)
+        headers = dict(scope["headers"])
+        if op in ("put", "get", "delete"):
+            try:
+                body = await self._read_value(op, headers, receive)
+            except Exception as exc:
+                reply = self.error_reply(exc, op)
+                self.metrics.count(op, reply.status)
+            else:
+                raw_path = scope.get("raw_path") or scope["path"].encode()
+                reply = await self.key_request(op, raw_path, headers, body)
+        else:
+            try:
+                reply = await self._collection_request(op, scope, headers, receive)
+            except Exception as exc:
+                reply = self.error_reply(exc, op)
+            self.metrics.count(op, reply.status)
+        await _send_reply(send, reply, head=method == "HEAD")
+
+    async def _read_value(self, op: str, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        if op != "put":
+            return b""
+        self.check_body_size(headers)
+        return await _read_body(receive, self.node.store.limits.max_value_bytes, "max_value_size")
+
+    async def _collection_request(
+        self, op: str, scope: Scope, headers: dict[bytes, bytes], receive: Receive
+    ) -> Reply:
+        if op == "scan":
+            self.auth.check(headers.get(b"authorization"), Role.READ)
+            return self._scan(scope)
+        if op == "batch":
+            self.auth.check(headers.get(b"authorization"), Role.WRITE)
+            return await self._batch(headers, receive)
+        path = scope["path"]
+        allow = _ALLOWED.get(path, _KEY_METHODS)
+        hint = " (a scan); to write a key use PUT /kv/{key}" if path in ("/kv", "/kv/") else ""
+        raise MethodNotAllowed(f"{scope['method']} {path}: use {allow}{hint}", allow=allow)
+
+    def _scan(self, scope: Scope) -> Reply:
+        query = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+
+        def one(name: str) -> str | None:
+            values = query.get(name)
+            return values[-1] if values else None
+
+        limit_text = one("limit") or "100"
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_SCAN_LIMIT:
+            raise BadRequest(
+                f"limit must be an integer within 1..{MAX_SCAN_LIMIT}, got {limit_text!r}"
+            )
+        page = self.node.store.scan(
+            prefix=one("prefix") or None,
+            start=one("start") or None,
+            end=one("end") or None,
+            limit=int(limit_text),
+            cursor=one("cursor") or None,
+        )
+        payload = orjson.dumps({"items": [item_json(e) for e in page.items], "next": page.next})
+        return Reply(200, payload, JSON, [])
+
+    async def _batch(self, headers: dict[bytes, bytes], receive: Receive) -> Reply:
+        limits = self.node.store.limits
+        # Room for JSON quoting and base64 around max_batch_bytes of keys and values.
+        limit = limits.max_batch_bytes * 2 + 1_000_000
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large("batch", int(declared), limit, "max_batch_size")
+        body = await _read_body(receive, limit, "max_batch_size")
+        content_type = headers.get(b"content-type", JSON).split(b";")[0].strip().lower()
+        result = await self.node.store.batch(
+            parse_batch(body, binary=content_type in MSGPACK_TYPES)
+        )
+        payload = orjson.dumps(
+            {
+                "txn": result.txn,
+                "last_seq": result.last_seq,
+                "results": [
+                    {
+                        "key": r.key,
+                        "seq": r.seq,
+                        "version": None if r.version is None else str(r.version),
+                    }
+                    for r in result.results
+                ],
+            }
+        )
+        return Reply(200, payload, JSON, [])
+
+
+async def _read_body(receive: Receive, limit: int, setting: str) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large("body", None, limit, setting)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send_reply(send: Send, reply: Reply, *, head: bool) -> None:
+    headers = [(b"content-length", b"%d" % len(reply.body))]
+    if reply.content_type is not None:
+        headers.append((b"content-type", reply.content_type))
+    headers.extend(reply.headers)
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else reply.body})

@@ -1,0 +1,1 @@
+"""One router module per endpoint family (``/kv`` is served outside FastAPI: ``server/kv.py``)."""

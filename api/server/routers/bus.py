@@ -1,0 +1,332 @@
+"""``/bus``: the event bus over HTTP (handlers, routes, dead letters, replay, aggregates), and
+its per-handler metrics.
+
+Reads need the ``read`` role, changes ``admin``; a replay's dry run is a read. Handlers and
+routes added here are stored and come back after a restart (see ``eventbus/catalog.py``).
+Handler and route bodies have the shape of the YAML sections (``api/settings/bus.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from prometheus_client.core import (
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from changestream import parse_event_types
+from eventbus import EventBus, ReplayRequest, UnknownAggregation
+
+from ...node import Node
+from ...settings.bus import HandlerSettings, RouteSettings, describe_validation_error
+from ..auth import Role
+from ..dependencies import auth_of, authorization_of, node_of, require
+from ..errors import BadRequest
+from ..metrics import StatFamilies, histogram_buckets
+
+__all__ = ["BusCollector", "bus_summary", "router"]
+
+router = APIRouter(prefix="/bus", tags=["event bus"])
+JsonBody = Annotated[Any, Body()]
+MAX_PAGE = 1000
+
+
+def _bus(request: Request) -> EventBus:
+    return node_of(request).bus
+
+
+def _parse(model: type[BaseModel], body: Any, what: str) -> Any:
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object describing the {what}")
+    try:
+        return model.model_validate(body)
+    except PydanticValidationError as exc:
+        raise BadRequest(f"invalid {what}: {describe_validation_error(exc)}") from None
+
+
+def _named(body: Any, name: str) -> Any:
+    if isinstance(body, dict):
+        if body.get("name", name) != name:
+            raise BadRequest(f"the body names {body['name']!r} but the path names {name!r}")
+        return {**body, "name": name}
+    return body
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+
+def _handler_document(bus: EventBus, name: str) -> dict[str, Any]:
+    return {**bus.describe(name), "stats": bus.handler_stats(name).to_dict()}
+
+
+@router.get("/handlers", dependencies=[require(Role.READ)])
+async def list_handlers(request: Request) -> dict[str, Any]:
+    bus = _bus(request)
+    return {"handlers": [_handler_document(bus, h.name) for h in bus.handlers()]}
+
+
+@router.post("/handlers", status_code=201, dependencies=[require(Role.ADMIN)])
+async def add_handler(request: Request, body: JsonBody) -> dict[str, Any]:
+    """Add a webhook, log or python handler; it receives events from now on."""
+    bus = _bus(request)
+    settings: HandlerSettings = _parse(HandlerSettings, body, "handler")
+    await bus.add_handler(settings.handler_spec(), persist=True)
+    return _handler_document(bus, settings.name)
+
+
+@router.get("/handlers/{name}", dependencies=[require(Role.READ)])
+async def get_handler(request: Request, name: str) -> dict[str, Any]:
+    return _handler_document(_bus(request), name)
+
+
+@router.put("/handlers/{name}", dependencies=[require(Role.ADMIN)])
+async def put_handler(
+    request: Request, response: Response, name: str, body: JsonBody
+) -> dict[str, Any]:
+    """Add the handler or replace it; a replacement continues from the old one's checkpoint."""
+    bus = _bus(request)
+    settings: HandlerSettings = _parse(HandlerSettings, _named(body, name), "handler")
+    _, created = await bus.put_handler(settings.handler_spec(), persist=True)
+    response.status_code = 201 if created else 200
+    return _handler_document(bus, name)
+
+
+@router.delete("/handlers/{name}", dependencies=[require(Role.ADMIN)])
+async def delete_handler(request: Request, name: str) -> dict[str, Any]:
+    """Remove the handler and its checkpoint (its dead letters stay until purged)."""
+    await _bus(request).remove_handler(name)
+    return {"name": name, "deleted": True}
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+def _route_document(bus: EventBus, name: str) -> dict[str, Any]:
+    return {**bus.route(name).to_dict(), "stored": bus.route_is_stored(name)}
+
+
+@router.get("/routes", dependencies=[require(Role.READ)])
+async def list_routes(request: Request) -> dict[str, Any]:
+    """Routes in the order they are consulted: highest priority first."""
+    bus = _bus(request)
+    return {"routes": [_route_document(bus, route.name) for route in bus.routes()]}
+
+
+@router.post("/routes", status_code=201, dependencies=[require(Role.ADMIN)])
+async def add_route(request: Request, body: JsonBody) -> dict[str, Any]:
+    bus = _bus(request)
+    settings: RouteSettings = _parse(RouteSettings, body, "route")
+    await bus.add_route(settings.event_route(), persist=True)
+    return _route_document(bus, settings.name)
+
+
+@router.get("/routes/{name}", dependencies=[require(Role.READ)])
+async def get_route(request: Request, name: str) -> dict[str, Any]:
+    return _route_document(_bus(request), name)
+
+
+@router.put("/routes/{name}", dependencies=[require(Role.ADMIN)])
+async def put_route(
+    request: Request, response: Response, name: str, body: JsonBody
+) -> dict[str, Any]:
+    bus = _bus(request)
+    settings: RouteSettings = _parse(RouteSettings, _named(body, name), "route")
+    created = await bus.put_route(settings.event_route(), persist=True)
+    response.status_code = 201 if created else 200
+    return _route_document(bus, name)
+
+
+@router.delete("/routes/{name}", dependencies=[require(Role.ADMIN)])
+async def delete_route(request: Request, name: str) -> dict[str, Any]:
+    await _bus(request).remove_route(name)
+    return {"name": name, "deleted": True}
+
+
+# -- dead letters -----------------------------------------------------------------------------
+
+
+def _cursor(after: str | None) -> tuple[str, int] | None:
+    if after is None:
+        return None
+    handler, _, seq = after.rpartition("/")
+    if not handler or not seq.isdigit():
+        raise BadRequest(f"after must be a dead letter id '<handler>/<seq>', got {after!r}")
+    return handler, int(seq)
+
+
+@router.get("/dead-letters", dependencies=[require(Role.READ)])
+async def list_dead_letters(
+    request: Request,
+    handler: str | None = None,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> dict[str, Any]:
+    """A page of dead letters, oldest first, per handler; ``next`` is the ``after`` of the
+    next page (null at the end)."""
+    bus = _bus(request)
+    letters, cursor = bus.dead_letters.page(handler, after=_cursor(after), limit=limit)
+    return {
+        "dead_letters": [letter.summary() for letter in letters],
+        "next": None if cursor is None else f"{cursor[0]}/{cursor[1]}",
+        "counts": bus.dead_letters.counts(),
+    }
+
+
+@router.get("/dead-letters/{handler}/{seq}", dependencies=[require(Role.READ)])
+async def get_dead_letter(request: Request, handler: str, seq: int) -> dict[str, Any]:
+    """One dead letter with its events, error, attempts and times."""
+    return _bus(request).dead_letter(handler, seq).to_dict()
+
+
+@router.post("/dead-letters/{handler}/{seq}/redrive", dependencies=[require(Role.ADMIN)])
+async def redrive_dead_letter(request: Request, handler: str, seq: int) -> dict[str, Any]:
+    """Deliver it to its handler once more: removed if handled, kept (with the new error)
+    if not."""
+    outcome = await _bus(request).redrive(handler, seq)
+    return outcome.to_dict()
+
+
+class RedriveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    handler: str | None = None
+    limit: int = Field(100, ge=1, le=MAX_PAGE)
+
+
+@router.post("/dead-letters/redrive", dependencies=[require(Role.ADMIN)])
+async def redrive_dead_letters(request: Request, body: JsonBody = None) -> dict[str, Any]:
+    """Re-drive up to ``limit`` dead letters (of ``handler``), oldest first; a handler whose
+    re-drive fails keeps its remaining letters for later."""
+    parsed: RedriveBody = _parse(RedriveBody, body if body is not None else {}, "re-drive")
+    outcomes = await _bus(request).redrive_all(parsed.handler, limit=parsed.limit)
+    return {
+        "redriven": sum(o.redriven for o in outcomes),
+        "failed": sum(not o.redriven for o in outcomes),
+        "results": [o.to_dict() for o in outcomes],
+    }
+
+
+@router.delete("/dead-letters/{handler}/{seq}", dependencies=[require(Role.ADMIN)])
+async def delete_dead_letter(request: Request, handler: str, seq: int) -> dict[str, Any]:
+    bus = _bus(request)
+    letter = bus.dead_letter(handler, seq)  # 404 if there is none
+    await bus.dead_letters.delete(handler, seq)
+    return {"id": letter.id, "deleted": True}
+
+
+@router.delete("/dead-letters", dependencies=[require(Role.ADMIN)])
+async def purge_dead_letters(
+    request: Request, handler: str | None = None, all: bool = False
+) -> dict[str, Any]:
+    """Delete the dead letters of ``handler``, or every one with ``all=true``."""
+    if handler is None and not all:
+        raise BadRequest("say which dead letters to purge: ?handler=<name>, or ?all=true")
+    return {"purged": await _bus(request).dead_letters.purge(handler)}
+
+
+# -- replay and aggregates ----------------------------------------------------------------------
+
+
+class ReplayBody(BaseModel):
+    """``handler`` or ``route``; a seq range (inclusive) or a time range in ms since the
+    epoch (``to_ts`` exclusive); optional filters."""
+
+    model_config = ConfigDict(extra="forbid")
+    handler: str | None = None
+    route: str | None = None
+    from_seq: int | None = Field(None, ge=1)
+    to_seq: int | None = Field(None, ge=1)
+    from_ts: int | None = Field(None, ge=0)
+    to_ts: int | None = Field(None, ge=0)
+    event_types: tuple[Literal["INSERT", "UPDATE", "DELETE"], ...] = ()
+    key_patterns: tuple[str, ...] = ()
+    dry_run: bool = False
+    limit: int = Field(10_000, ge=1, le=1_000_000)
+
+
+@router.post("/replay", dependencies=[require(Role.READ)])
+async def replay(request: Request, body: JsonBody) -> dict[str, Any]:
+    """Deliver a stretch of the log again into a handler or a route. A dry run (which needs
+    only the read role) delivers nothing and lists what would be delivered."""
+    parsed: ReplayBody = _parse(ReplayBody, body, "replay")
+    if not parsed.dry_run:
+        auth_of(request).check(authorization_of(request), Role.ADMIN)
+    fields = parsed.model_dump()
+    fields["event_types"] = parse_event_types(parsed.event_types)
+    result = await _bus(request).replay(ReplayRequest(**fields))
+    return result.to_dict()
+
+
+@router.get("/aggregates", dependencies=[require(Role.READ)])
+async def aggregates(request: Request, name: str | None = None) -> dict[str, Any]:
+    """The aggregations' windows: counts and sums per key pattern and event type."""
+    aggregator = _bus(request).aggregator
+    if aggregator is None:
+        if name is not None:
+            raise UnknownAggregation(name)
+        return {"aggregations": []}
+    return {"aggregations": aggregator.results(name)}
+
+
+# -- /stats and /metrics ----------------------------------------------------------------------
+
+
+def bus_summary(node: Node) -> dict[str, Any]:
+    """The bus's part of ``GET /stats``."""
+    bus = node.bus
+    return {
+        "handlers": {name: stats.to_dict() for name, stats in bus.stats().items()},
+        "routes": len(bus.routes()),
+        "dead_letters": bus.dead_letters.counts(),
+    }
+
+
+class BusCollector(Collector):
+    """Per-handler metrics, built from the bus's counters when scraped."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.node.started:
+            return
+        bus = self.node.bus
+        families = StatFamilies(
+            "kvdb_bus",
+            ["handler"],
+            counters={
+                "delivered": "Events a handler has handled",
+                "failed": "Events in failed handler calls (each attempt)",
+                "retried": "Events whose delivery was retried",
+                "dead_lettered": "Events sent to the dead-letter store",
+                "dead_letters_evicted": "Dead letters evicted past the per-handler limit",
+            },
+            gauges={
+                "lag_events": "Committed events a handler has not finished",
+                "lag_seconds": "Age of the oldest event a handler has not finished",
+                "pending": "Events queued for a handler",
+            },
+        )
+        for name, stats in bus.stats().items():
+            families.add([name], {**stats.to_dict(), "lag_seconds": stats.lag_ms / 1000})
+        yield from families
+        latency = HistogramMetricFamily(
+            "kvdb_bus_latency_seconds",
+            "Commit to handled, per delivery (its oldest event)",
+            labels=["handler"],
+        )
+        for name, histogram in bus.latency_histograms().items():
+            latency.add_metric([name], histogram_buckets(histogram), histogram.sum)
+        yield latency
+        stored = GaugeMetricFamily(
+            "kvdb_bus_dead_letters", "Dead letters stored, by handler", labels=["handler"]
+        )
+        for name, count in bus.dead_letters.counts().items():
+            stored.add_metric([name], count)
+        yield stored

@@ -1,0 +1,152 @@
+"""``WS /ws/changes``: live change subscriptions over WebSocket.
+
+Query: ``pattern`` and ``type`` (repeatable) with ``since`` for an ad-hoc subscription, or
+``stream=<name>`` (and optionally ``consumer=<id>``, default ``ws``) to consume a named stream,
+resuming after the consumer's checkpoint, which moves when the client sends ``{"ack": seq}``.
+
+Server messages (JSON text frames)::
+
+    {"type": "events", "events": [...], "last_seq": N}   batched, in seq order
+    {"type": "caught_up", "seq": N}     the reader reached the head (also when nothing to send)
+    {"type": "progress", "seq": N}      bookmark while idle: resume with since=N
+    {"type": "error", "code": "...", "message": "..."}   (compacted also has oldest_seq)
+
+A client that stops reading is not held in memory: its cursor falls back to the log and
+catches it up when it reads again; if a send stays blocked for ``stall_timeout`` the server
+closes the connection (code 4008) with the last seq it sent, so the client can resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+
+from changestream import ChangeStreamError, Consumer, Cursor, CursorClosed, OverflowPolicy
+from kvdb import Compacted, KvdbError
+
+from ..auth import Role
+from ..dependencies import auth_of, authorization_of, node_of
+from ..errors import ApiError, BadRequest
+from ..event_json import EventEncoder
+from .changes import parse_since, subscription_filter
+from .ws_session import (
+    CLOSE_ERROR,
+    CLOSE_POLICY,
+    CLOSE_SLOW_CONSUMER,
+    SessionClosed,
+    WebSocketSession,
+)
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.websocket("/ws/changes")
+async def ws_changes(websocket: WebSocket) -> None:
+    await websocket.accept()
+    with contextlib.suppress(SessionClosed):
+        await _ChangesSession(websocket).run()
+
+
+class _ChangesSession(WebSocketSession):
+    def __init__(self, websocket: WebSocket) -> None:
+        self.node = node_of(websocket)
+        self.settings = self.node.settings.server.subscriptions
+        super().__init__(websocket, self.settings.stall_timeout / 1000)
+        self.encoder: EventEncoder = websocket.app.state.event_encoder
+        self.consumer: Consumer | None = None
+        self.sent_through = 0
+
+    async def run(self) -> None:
+        params = self.ws.query_params
+        try:
+            auth_of(self.ws).check(authorization_of(self.ws), Role.READ)
+            stream_name = params.get("stream")
+            if stream_name:
+                if params.get("since") is not None:
+                    raise BadRequest(
+                        "since cannot be combined with stream: a named stream resumes "
+                        "after its consumer's checkpoint"
+                    )
+                stream = self.node.streams.get(stream_name)
+                self.consumer = await stream.attach(params.get("consumer") or "ws")
+                await self._serve(self.consumer.cursor)
+            else:
+                patterns, types = params.getlist("pattern"), params.getlist("type")
+                event_filter = subscription_filter(patterns, types)
+                since = parse_since(params.get("since"), self.node.store.last_seq)
+                self.node.store.read_changes(since, limit=0)  # compacted? say so now
+                async with self.node.streams.subscribe(
+                    event_filter,
+                    since=since,
+                    buffer_size=self.settings.buffer_size,
+                    batch_size=self.settings.max_batch,
+                    on_overflow=OverflowPolicy.CATCH_UP,
+                ) as cursor:
+                    await self._serve(cursor)
+        except (ApiError, KvdbError, ChangeStreamError) as exc:
+            code = CLOSE_ERROR if isinstance(exc, Compacted | CursorClosed) else CLOSE_POLICY
+            await self.fail(exc, code)
+        finally:
+            if self.consumer is not None:
+                self.node.streams.get(self.consumer.stream).detach(self.consumer.name)
+
+    async def _serve(self, cursor: Cursor) -> None:
+        self.sent_through = cursor.delivered_through
+        await self.converse(self._send_loop(cursor), self._receive_loop())
+
+    def _resume_hint(self) -> str:
+        return f"slow_consumer; resume with since={self.sent_through}"
+
+    async def _send_loop(self, cursor: Cursor) -> None:
+        announced = False
+        progress_ms = self.settings.progress_interval
+        while True:
+            try:
+                batch = await cursor.next_batch(idle_timeout_ms=progress_ms if announced else 0)
+            except CursorClosed as exc:
+                if exc.reason == "overflow":
+                    await self.close(CLOSE_SLOW_CONSUMER, self._resume_hint())
+                raise SessionClosed from exc
+            hint = self._resume_hint()
+            if batch.events:
+                message = self.encoder.message("events", batch.events, batch.through)
+                await self.send(message, closing_reason=hint)
+            if batch.caught_up and not announced:
+                caught_up = orjson.dumps({"type": "caught_up", "seq": batch.through})
+                await self.send(caught_up, closing_reason=hint)
+                announced = True
+            elif not batch.events:
+                progress = orjson.dumps({"type": "progress", "seq": batch.through})
+                await self.send(progress, closing_reason=hint)
+            if not batch.caught_up:
+                announced = False
+            self.sent_through = batch.through
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                await self._handle(await self.receive_json())
+            except (ApiError, ChangeStreamError) as exc:
+                await self.send_error(exc)
+
+    async def _handle(self, doc: Any) -> None:
+        if isinstance(doc, dict) and "ack" in doc:
+            seq = doc["ack"]
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                raise BadRequest(
+                    f"ack must be a seq (a non-negative integer), got {seq!r}", code="bad_message"
+                )
+            if self.consumer is None:
+                raise BadRequest(
+                    "acks are for named streams: connect with stream=<name>", code="bad_message"
+                )
+            await self.consumer.ack(seq)
+        elif not await self.answer_ping(doc):
+            raise BadRequest(
+                'unknown message; send {"ack": seq} or {"type": "ping"}', code="bad_message"
+            )

@@ -1,0 +1,134 @@
+"""Loading settings: defaults -> YAML file -> ``${ENV}`` expansion -> validation, once, here.
+
+This is the only module that reads YAML. It turns the file into typed settings and those into
+the frozen config objects the packages take (``kvdb.StoreConfig``...). Every error names the
+file, the line, the field path and what was expected::
+
+    config/kvdb.yaml:14: node.retention.max_events: expected an integer >= 0, got 'lots'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+
+from ..errors import ConfigError
+from .root import Settings
+
+__all__ = ["load_settings"]
+
+
+def load_settings(
+    path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None
+) -> Settings:
+    """Settings from ``path`` (YAML), or the defaults when ``path`` is None. ``overrides``
+    (e.g. command-line options) replace fields per section; None values are ignored."""
+    data, lines, source = _read_yaml(Path(path)) if path is not None else ({}, {}, "<defaults>")
+    for section, fields in (overrides or {}).items():
+        given = {k: v for k, v in fields.items() if v is not None}
+        if given:
+            current = data.get(section)
+            data[section] = {**(current if isinstance(current, dict) else {}), **given}
+    return _validate(data, source, lines)
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int], str]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        data = {}
+    lines = _line_numbers(root)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping of sections (node, server, ...)")
+    return _expand_env(data, (), str(path), lines), lines, str(path)
+
+
+def _validate(data: dict[str, Any], source: str, lines: dict[tuple[Any, ...], int]) -> Settings:
+    try:
+        settings = Settings.model_validate({**data, "source": source})
+    except PydanticValidationError as exc:
+        raise ConfigError(_describe(exc, source, lines)) from exc
+    return settings
+
+
+def _describe(exc: PydanticValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+        path = ".".join(str(part) for part in loc) or "(top level)"
+        line = _nearest_line(lines, loc)
+        where = f"{source}:{line}" if line else source
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field; check the spelling against config/kvdb.yaml"
+        elif "input" in error and error["type"] not in ("missing", "value_error"):
+            message = f"{message}, got {error['input']!r}"
+        problems.append(f"{where}: {path}: {message}")
+    return "\n".join(problems)
+
+
+def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _line_numbers(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each field path in the YAML document to its 1-based line."""
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is None:
+        return lines
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, key_node.value)
+            lines.update(_line_numbers(value_node, child))
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_numbers(item, (*path, index)))
+    return lines
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, path: tuple[Any, ...], source: str, lines: dict[Any, int]) -> Any:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` in every string; ``$$`` is a literal $."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*path, k), source, lines) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*path, i), source, lines) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        line = _nearest_line(lines, path)
+        raise ConfigError(
+            f"{source}:{line}: {'.'.join(map(str, path))}: environment variable {name} is not "
+            f"set; set it or write ${{{name}:-default}}"
+        )
+
+    return _ENV_REF.sub(substitute, value)

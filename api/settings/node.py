@@ -1,0 +1,65 @@
+"""The ``node:`` section: the store's data directory, durability, limits and retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+
+from kvdb import Durability, Limits, RetentionPolicy, StoreConfig
+from kvdb.config import GiB, MiB
+
+from .base import Section, empty_is_none
+from .units import Duration, Size
+
+__all__ = ["LimitSettings", "NodeSettings", "RetentionSettings"]
+
+
+class LimitSettings(Section):
+    max_value_size: Size = Field(16 * MiB, ge=1, lt=2**32 - 1)
+    max_batch_ops: int = Field(10_000, ge=1)
+    max_batch_size: Size = Field(64 * MiB, ge=1)
+
+
+class RetentionSettings(Section):
+    max_events: int | None = Field(1_000_000, ge=0)
+    max_age: Duration | None = Field(7 * 86_400_000, ge=0)
+    hard_max_events: int | None = Field(50_000_000, ge=0)
+    compaction_interval: Duration = Field(10_000, ge=1)
+
+
+class NodeSettings(Section):
+    id: Annotated[str | None, BeforeValidator(empty_is_none)] = Field(
+        None, min_length=1, max_length=64
+    )
+    data_dir: Path = Path("kvdb-data")
+    durability: Durability = Durability.FULL
+    map_size: Size = Field(1 * GiB, ge=1 * MiB)
+    max_map_size: Annotated[Size | None, BeforeValidator(empty_is_none)] = None
+    flush_interval: Duration = Field(1000, ge=1)
+    tombstone_grace: Duration = Field(86_400_000, ge=0)
+    limits: LimitSettings = LimitSettings()
+    retention: RetentionSettings = RetentionSettings()
+
+    def store_config(self) -> StoreConfig:
+        return StoreConfig(
+            data_dir=self.data_dir,
+            node_id=self.id,
+            durability=self.durability,
+            map_size=self.map_size,
+            max_map_size=self.max_map_size,
+            flush_interval_ms=self.flush_interval,
+            limits=Limits(
+                max_value_bytes=self.limits.max_value_size,
+                max_batch_ops=self.limits.max_batch_ops,
+                max_batch_bytes=self.limits.max_batch_size,
+            ),
+            retention=RetentionPolicy(
+                max_events=self.retention.max_events,
+                max_age_ms=self.retention.max_age,
+                hard_max_events=self.retention.hard_max_events,
+                compaction_interval_ms=self.retention.compaction_interval,
+            ),
+            tombstone_grace_ms=self.tombstone_grace,
+        )

@@ -1,0 +1,38 @@
+"""The ``streams:`` section: named change streams declared by the file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from changestream import ChangeStreamError, StreamConfig
+
+from .base import Section
+
+__all__ = ["StreamSettings"]
+
+
+class StreamSettings(Section):
+    """One entry of ``streams:``; the names are those of ``changestream.StreamConfig``."""
+
+    name: str
+    event_types: tuple[str, ...] = ()
+    key_patterns: tuple[str, ...] = ()
+    buffer_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(100, ge=1)
+    batch_timeout_ms: int = Field(100, ge=0)
+    enable_persistence: bool = False
+    start_from: Literal["latest", "earliest"] | Annotated[int, Field(ge=1)] = "latest"
+    on_overflow: Literal["catch_up", "disconnect"] = "catch_up"
+
+    @model_validator(mode="after")
+    def _valid_stream(self) -> StreamSettings:
+        self.stream_config()  # pattern syntax, type names, sizes: reported with the field path
+        return self
+
+    def stream_config(self) -> StreamConfig:
+        try:
+            return StreamConfig.from_dict(self.model_dump())
+        except ChangeStreamError as exc:
+            raise ValueError(exc.message) from None

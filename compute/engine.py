@@ -1,0 +1,219 @@
+"""``StreamComputingEngine``: runs pipelines as stream processors, one change stream each.
+
+Each pipeline reads a system stream ``_pipeline.<name>`` (its sources' key patterns) through
+a ``PipelineProcessor``. State is checkpointed under the pipeline's name; registering a
+pipeline again (after a restart, or from the next run of a program) resumes from it if the
+definition's fingerprint is the same, and a different definition must say ``replace=True``
+to discard it. SQL pipelines and streams (``engine.sql``) are persisted as system records and
+come back by themselves; Python pipelines are registered by the program or the node's YAML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from changestream import ChangeStreamManager, Clock, StreamConfig, UnknownStream
+from changestream.aio import cancel_and_wait
+from kvdb import Store
+
+from .errors import IncompatibleState, PipelineExists, UnknownPipeline
+from .pipeline import StreamPipeline
+from .processor import PipelineProcessor
+from .runtime import PipelineRuntime
+from .state import checkpoint_name, state_prefix
+
+__all__ = ["StreamComputingEngine"]
+
+log = logging.getLogger("compute")
+
+STREAM_PREFIX = "_pipeline."
+
+
+class StreamComputingEngine:
+    """``checkpoint_interval_ms``: how often a running pipeline saves its state (0: after
+    every batch); a crash recomputes at most that much. ``batch_size`` and
+    ``batch_timeout_ms`` shape the batches each pipeline's stream delivers."""
+
+    def __init__(
+        self,
+        store: Store,
+        streams: ChangeStreamManager,
+        *,
+        clock: Clock | None = None,
+        checkpoint_interval_ms: int = 1000,
+        batch_size: int = 1000,
+        batch_timeout_ms: int = 20,
+    ) -> None:
+        from .sql.engine import StreamSQLEngine  # the SQL layer is built on this one
+
+        self.store = store
+        self.streams = streams
+        self.clock: Clock = clock or streams.clock
+        self.checkpoint_interval_ms = checkpoint_interval_ms
+        self.batch_size = batch_size
+        self.batch_timeout_ms = batch_timeout_ms
+        self._pipelines: dict[str, PipelineProcessor] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.sql = StreamSQLEngine(self)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Remove pipeline streams left by the previous run (each registration makes its own
+        again), start the periodic checkpoints, and bring back the SQL objects."""
+        for stream in self.streams.list():
+            if stream.name.startswith(STREAM_PREFIX):
+                await self.streams.remove(stream.name)
+        if self.checkpoint_interval_ms > 0:
+            self._flusher = asyncio.create_task(self._flush_periodically(), name="compute flush")
+        await self.sql.start()
+
+    async def stop(self) -> None:
+        """Stop every pipeline, saving its state."""
+        flusher, self._flusher = self._flusher, None
+        await cancel_and_wait(flusher)
+        for processor in list(self._pipelines.values()):
+            await self._stop(processor)
+        self._pipelines.clear()
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await self.clock.sleep(self.checkpoint_interval_ms)
+            for processor in list(self._pipelines.values()):
+                try:
+                    await processor.flush()
+                except Exception:
+                    log.exception("checkpoint of pipeline %s failed", processor.pipeline_name)
+
+    # -- pipelines ----------------------------------------------------------------------------
+
+    async def register(
+        self,
+        pipeline: StreamPipeline,
+        *,
+        replace: bool = False,
+        origin: str = "python",
+        sql: str | None = None,
+    ) -> PipelineProcessor:
+        """Start ``pipeline``, resuming its saved state if it has any. ``replace`` stops a
+        running pipeline of the same name, and discards saved state of a different
+        definition (else ``PipelineExists`` / ``IncompatibleState``)."""
+        async with self._lock:
+            processor = PipelineProcessor(
+                pipeline, self.store, self.clock,
+                checkpoint_interval_ms=self.checkpoint_interval_ms, origin=origin, sql=sql,
+            )  # fmt: skip
+            name = pipeline.name
+            existing = self._pipelines.get(name)
+            if existing is not None and not replace:
+                raise PipelineExists(name)
+            stored = (
+                existing.fingerprint
+                if existing is not None
+                else PipelineRuntime.stored_fingerprint(processor.load_records())
+            )
+            if stored is not None and stored != processor.fingerprint and not replace:
+                raise IncompatibleState(name)
+            if existing is not None:
+                await self._stop(existing)
+                del self._pipelines[name]
+            if stored is not None and stored != processor.fingerprint:
+                await self._delete_state(name)
+                stored = None
+            if stored is None:
+                await processor.start_at(self._start_position(pipeline))
+            else:
+                processor.resume(processor.load_records())
+            await self._attach(processor)
+            self._pipelines[name] = processor
+            return processor
+
+    def _start_position(self, pipeline: StreamPipeline) -> int:
+        start = pipeline.options.start_from
+        if start == "latest":
+            return self.store.last_seq
+        if start == "earliest":
+            return self.store.oldest_seq() - 1
+        assert isinstance(start, int)
+        return start - 1
+
+    async def _attach(self, processor: PipelineProcessor) -> None:
+        sources = processor.pipeline.sources()
+        patterns: tuple[str, ...] = ()
+        if all(source.key_patterns for source in sources):
+            patterns = tuple(dict.fromkeys(p for s in sources for p in s.key_patterns))
+        event_types = frozenset(t for source in sources for t in source.event_types)
+        config = StreamConfig(
+            processor.stream_name,
+            event_types=event_types,
+            key_patterns=patterns,
+            buffer_size=max(10 * self.batch_size, 10_000),
+            batch_size=self.batch_size,
+            batch_timeout_ms=self.batch_timeout_ms,
+            enable_persistence=False,
+            start_from=processor.runtime.seq + 1,
+        )
+        with contextlib.suppress(UnknownStream):
+            await self.streams.remove(config.name)
+        stream = await self.streams.create(config, processors=[processor])
+
+        def consumer_stats() -> Any:
+            consumer = stream.consumers.get(processor.name)
+            return None if consumer is None else consumer.stats()
+
+        processor.stream_stats = consumer_stats
+        processor.status = "running"
+
+    async def _stop(self, processor: PipelineProcessor) -> None:
+        async with processor.lock:  # never in the middle of a batch
+            with contextlib.suppress(UnknownStream):
+                await self.streams.remove(processor.stream_name)
+            processor.stream_stats = None
+            await processor.flush_locked()
+            if processor.status != "failed":
+                processor.status = "stopped"
+        processor.feed.close()
+
+    async def remove(self, name: str) -> None:
+        """Stop the pipeline and delete its state and checkpoint (releasing the change-log
+        retention it held). Also works for saved state of a pipeline not registered now."""
+        async with self._lock:
+            processor = self._pipelines.pop(name, None)
+            if processor is not None:
+                await self._stop(processor)
+            elif not self.has_state(name):
+                raise UnknownPipeline(name)
+            await self._delete_state(name)
+        await self.sql.forget_pipeline(name)
+
+    def has_state(self, name: str) -> bool:
+        return self.store.get_system_record(state_prefix(name) + "meta") is not None
+
+    def stored_fingerprint(self, name: str) -> str | None:
+        """The fingerprint of the definition whose state is saved under ``name``."""
+        raw = self.store.get_system_record(state_prefix(name) + "meta")
+        return None if raw is None else PipelineRuntime.stored_fingerprint({"meta": raw})
+
+    async def _delete_state(self, name: str) -> None:
+        keys = [key for key, _ in self.store.list_system_records(state_prefix(name))]
+        await self.store.write_system_state({}, keys)
+        await self.store.delete_checkpoint(checkpoint_name(name))
+
+    def get(self, name: str) -> PipelineProcessor:
+        try:
+            return self._pipelines[name]
+        except KeyError:
+            raise UnknownPipeline(name) from None
+
+    def list(self) -> list[PipelineProcessor]:
+        return [self._pipelines[name] for name in sorted(self._pipelines)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._pipelines
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {processor.pipeline_name: processor.stats() for processor in self.list()}
