@@ -12,6 +12,10 @@ that says what was wrong and how to fix it, and structured fields where a caller
     │   └── BatchTooLarge          batch over max_batch_ops/bytes          (batch_too_large)
     ├── PreconditionFailed         If-Match / If-None-Match did not hold   (precondition_failed)
     ├── Compacted                  asked for events older than the log     (compacted)
+    ├── ReplicationError           a replication batch cannot be applied
+    │   ├── SequenceGap            batch starts past the inbound checkpoint (sequence_gap)
+    │   ├── EpochMismatch          a store was wiped or restored           (epoch_mismatch)
+    │   └── ClockSkew              versions too far ahead of the clock     (clock_skew)
     ├── StorageFull                disk or map_size limit reached          (storage_full)
     ├── DataDirLocked              another process owns the data dir       (data_dir_locked)
     ├── StoreClosed                the store is closed or closing          (store_closed)
@@ -20,14 +24,23 @@ that says what was wrong and how to fix it, and structured fields where a caller
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .versions import Version
+
 __all__ = [
     "BatchTooLarge",
+    "ClockSkew",
     "Compacted",
     "DataDirLocked",
+    "EpochMismatch",
     "InvalidKey",
     "KvdbError",
     "PreconditionFailed",
+    "ReplicationError",
     "ReservedKey",
+    "SequenceGap",
     "StorageError",
     "StorageFull",
     "StoreClosed",
@@ -81,7 +94,7 @@ class PreconditionFailed(KvdbError):
 
     code = "precondition_failed"
 
-    def __init__(self, message: str, *, key: str, current_version: int | None) -> None:
+    def __init__(self, message: str, *, key: str, current_version: Version | None) -> None:
         super().__init__(message)
         self.key = key
         self.current_version = current_version
@@ -101,6 +114,29 @@ class Compacted(KvdbError):
         )
         self.since = since
         self.oldest_seq = oldest_seq
+
+
+class ReplicationError(KvdbError):
+    """A replication batch that cannot be applied; nothing of it was written. ``fields``
+    says where the sender stands."""
+
+    code = "replication_error"
+
+    def __init__(self, message: str, **fields: object) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class SequenceGap(ReplicationError):
+    code = "sequence_gap"
+
+
+class EpochMismatch(ReplicationError):
+    code = "epoch_mismatch"
+
+
+class ClockSkew(ReplicationError):
+    code = "clock_skew"
 
 
 class StorageFull(KvdbError):

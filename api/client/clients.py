@@ -24,6 +24,7 @@ import httpx
 import msgpack
 
 from kvdb.ops import Delete, Put
+from kvdb.versions import Version
 
 from .errors import (
     ClientError,
@@ -73,7 +74,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 class Item:
     key: str
     value: bytes
-    version: int
+    version: Version
     content_type: str | None = None
     origin: str | None = None
 
@@ -86,7 +87,7 @@ class Item:
 class WriteResult:
     key: str
     seq: int
-    version: int
+    version: Version
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ def _put_request(
     key: str,
     value: bytes | str,
     content_type: str | None,
-    if_version: int | None,
+    if_version: Version | None,
     if_absent: bool,
 ) -> dict[str, Any]:
     headers = {}
@@ -136,7 +137,7 @@ def _put_request(
 def _write_result(response: httpx.Response) -> WriteResult:
     raise_for_error(response)
     doc = response.json()
-    return WriteResult(doc["key"], doc["seq"], int(doc["version"]))
+    return WriteResult(doc["key"], doc["seq"], Version.parse(doc["version"]))
 
 
 def _item(key: str, response: httpx.Response) -> Item | None:
@@ -146,13 +147,13 @@ def _item(key: str, response: httpx.Response) -> Item | None:
     return Item(
         key,
         response.content,
-        int(response.headers["etag"].strip('"')),
+        Version.parse(response.headers["etag"].strip('"')),
         response.headers.get("content-type"),
         response.headers.get("x-kvdb-origin"),
     )
 
 
-def _delete_request(key: str, if_version: int | None) -> dict[str, Any]:
+def _delete_request(key: str, if_version: Version | None) -> dict[str, Any]:
     headers = {} if if_version is None else {"if-match": f'"{if_version}"'}
     return {"method": "DELETE", "url": _key_path(key), "headers": headers}
 
@@ -183,7 +184,7 @@ def _scan_page(response: httpx.Response) -> ScanPage:
     for item in doc["items"]:
         value = item["value"]
         raw = base64.b64decode(value) if item.get("encoding") == "base64" else value.encode()
-        items.append(Item(item["key"], raw, int(item["version"]), item.get("content_type")))
+        items.append(Item(item["key"], raw, Version.parse(item["version"]), item.get("content_type")))
     return ScanPage(tuple(items), doc["next"])
 
 
@@ -211,7 +212,7 @@ def _batch_result(response: httpx.Response) -> BatchResult:
     raise_for_error(response)
     doc = response.json()
     results = tuple(
-        None if r["seq"] is None else WriteResult(r["key"], r["seq"], int(r["version"]))
+        None if r["seq"] is None else WriteResult(r["key"], r["seq"], Version.parse(r["version"]))
         for r in doc["results"]
     )
     return BatchResult(doc["txn"], doc["last_seq"], results)
@@ -262,7 +263,7 @@ class Client:
         value: bytes | str,
         *,
         content_type: str | None = None,
-        if_version: int | None = None,
+        if_version: Version | None = None,
         if_absent: bool = False,
     ) -> WriteResult:
         return _write_result(
@@ -272,7 +273,7 @@ class Client:
     def get(self, key: str) -> Item | None:
         return _item(key, self._send({"method": "GET", "url": _key_path(key)}))
 
-    def delete(self, key: str, *, if_version: int | None = None) -> DeleteResult | None:
+    def delete(self, key: str, *, if_version: Version | None = None) -> DeleteResult | None:
         return _delete_result(self._send(_delete_request(key, if_version)))
 
     def scan(
@@ -370,7 +371,7 @@ class AsyncClient:
         value: bytes | str,
         *,
         content_type: str | None = None,
-        if_version: int | None = None,
+        if_version: Version | None = None,
         if_absent: bool = False,
     ) -> WriteResult:
         request = _put_request(key, value, content_type, if_version, if_absent)
@@ -379,7 +380,7 @@ class AsyncClient:
     async def get(self, key: str) -> Item | None:
         return _item(key, await self._send({"method": "GET", "url": _key_path(key)}))
 
-    async def delete(self, key: str, *, if_version: int | None = None) -> DeleteResult | None:
+    async def delete(self, key: str, *, if_version: Version | None = None) -> DeleteResult | None:
         return _delete_result(await self._send(_delete_request(key, if_version)))
 
     async def scan(
