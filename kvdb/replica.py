@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .codec import decode_record
+from .config import Limits
 from .env import Environment
 from .errors import ValidationError
 from .replication import (
@@ -28,6 +29,7 @@ from .replication import (
     read_inbound,
     read_knowledge,
 )
+from .validation import validate_key, validate_value
 from .versions import VersionVector
 from .writer import GroupCommitWriter
 
@@ -47,8 +49,10 @@ class Replica:
         wall: Callable[[], int],
         node_id: str,
         epoch: str,
+        limits: Limits,
     ) -> None:
         self._env = env
+        self._limits = limits
         self._dbs = env.dbs
         self._writer = writer
         self._wall = wall
@@ -87,6 +91,10 @@ class Replica:
                 f"prev_seq ({batch.prev_seq}) must be within 0..last_seq ({batch.last_seq})"
             )
         check_items(batch.items)
+        for item in batch.items:
+            validate_key(item.key, self._limits)
+            if item.value is not None:
+                validate_value(item.value, self._limits, item.key)
 
     async def finish_snapshot(
         self, source: str, epoch: str, seq: int, target_epoch: str | None = None

@@ -89,7 +89,9 @@ class Store:
             max_group_ops=config.max_group_ops,
             flush_interval_s=flush,
         )
-        self.replica = Replica(self._env, self._writer, clock, self.node_id, self.epoch)
+        self.replica = Replica(
+            self._env, self._writer, clock, self.node_id, self.epoch, config.limits
+        )
         self._closing = threading.Event()
         self._maintenance = threading.Thread(
             target=self._maintain, name="kvdb-maintenance", daemon=True

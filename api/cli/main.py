@@ -72,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     put.add_argument("key")
     put.add_argument("value")
     put.add_argument("--content-type")
-    put.add_argument(
-        "--if-version", type=_version, help="only if the current version is this one"
-    )
+    put.add_argument("--if-version", type=_version, help="only if the current version is this one")
     put.add_argument("--if-absent", action="store_true", help="only if the key does not exist")
     put.set_defaults(handler=_put)
 
@@ -216,4 +214,3 @@ def _item_json(item: Item) -> dict[str, Any]:
 
 def _print_json(doc: dict[str, Any]) -> None:
     print(json.dumps(doc, ensure_ascii=False), flush=True)
-

@@ -184,7 +184,8 @@ def _scan_page(response: httpx.Response) -> ScanPage:
     for item in doc["items"]:
         value = item["value"]
         raw = base64.b64decode(value) if item.get("encoding") == "base64" else value.encode()
-        items.append(Item(item["key"], raw, Version.parse(item["version"]), item.get("content_type")))
+        version = Version.parse(item["version"])
+        items.append(Item(item["key"], raw, version, item.get("content_type")))
     return ScanPage(tuple(items), doc["next"])
 
 

@@ -15,6 +15,7 @@ from changestream import ChangeStreamError
 from compute import ComputeError
 from eventbus import EventBusError
 from kvdb import KvdbError
+from sync import SyncError
 
 from ..node import Node
 from ..settings import Settings
@@ -30,6 +31,8 @@ from .routers.bus import BusCollector, bus_summary
 from .routers.bus import router as bus_router
 from .routers.pipelines import PipelineCollector, pipeline_summary
 from .routers.pipelines import router as pipelines_router
+from .routers.sync import router as sync_router
+from .sync_metrics import SyncCollector, sync_summary
 
 __all__ = ["KvdbApp", "create_app"]
 
@@ -61,6 +64,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     registry = build_registry(node, http)
     registry.register(BusCollector(node))
     registry.register(PipelineCollector(node))
+    registry.register(SyncCollector(node))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +93,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     api.include_router(streams.router)
     api.include_router(bus_router)
     api.include_router(pipelines_router)
+    api.include_router(sync_router)
 
     @api.get("/health", tags=["operations"])
     async def health() -> dict[str, Any]:
@@ -122,6 +127,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
                 stream.name: _stream_summary(stream.stats()) for stream in node.streams.list()
             },
             "bus": bus_summary(node),
+            "sync": sync_summary(node),
             "pipelines": pipeline_summary(node),
         }
 
@@ -177,6 +183,7 @@ def _install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(ChangeStreamError, on_error)
     api.add_exception_handler(EventBusError, on_error)
     api.add_exception_handler(ComputeError, on_error)
+    api.add_exception_handler(SyncError, on_error)
     api.add_exception_handler(RequestValidationError, on_validation)
     api.add_exception_handler(StarletteHTTPException, on_http)
 

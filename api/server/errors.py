@@ -59,14 +59,26 @@ from eventbus import (
 )
 from kvdb import (
     BatchTooLarge,
+    ClockSkew,
     Compacted,
     DataDirLocked,
+    EpochMismatch,
     KvdbError,
     PreconditionFailed,
+    ReplicationError,
+    SequenceGap,
     StorageFull,
     StoreClosed,
     ValidationError,
     ValueTooLarge,
+)
+from sync import (
+    InvalidSyncConfig,
+    InvalidSyncMessage,
+    SyncError,
+    SyncProcessorExists,
+    TargetError,
+    UnknownSyncProcessor,
 )
 
 __all__ = [
@@ -132,6 +144,9 @@ class PayloadTooLarge(ApiError):
 
 
 _STATUS_BY_ERROR: list[tuple[type[KvdbError], int]] = [
+    (SequenceGap, 409),
+    (EpochMismatch, 409),
+    (ClockSkew, 422),
     (ValueTooLarge, 413),
     (BatchTooLarge, 413),
     (ValidationError, 400),
@@ -186,6 +201,15 @@ _STATUS_BY_COMPUTE_ERROR: list[tuple[type[ComputeError], int]] = [
 ]
 
 
+_STATUS_BY_SYNC_ERROR: list[tuple[type[SyncError], int]] = [
+    (InvalidSyncConfig, 400),
+    (InvalidSyncMessage, 400),
+    (UnknownSyncProcessor, 404),
+    (SyncProcessorExists, 409),
+    (TargetError, 502),
+]
+
+
 def error_body(code: str, message: str, **fields: Any) -> bytes:
     return orjson.dumps({"error": code, "message": message, **fields})
 
@@ -207,6 +231,8 @@ def error_document(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]
             fields = {"key": exc.key, "current_version": None if version is None else str(version)}
         elif isinstance(exc, ValueTooLarge | BatchTooLarge):
             fields = {"size": exc.size, "limit": exc.limit}
+        elif isinstance(exc, ReplicationError):
+            fields = exc.fields
         return status_of(exc), {"error": exc.code, "message": exc.message, **fields}, {}
     if isinstance(exc, ChangeStreamError):
         status = next((st for kind, st in _STATUS_BY_STREAM_ERROR if isinstance(exc, kind)), 500)
@@ -215,6 +241,9 @@ def error_document(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]
         status = next((st for kind, st in _STATUS_BY_BUS_ERROR if isinstance(exc, kind)), 500)
         extra = {"routes": exc.routes} if isinstance(exc, HandlerInUse) else {}
         return status, {"error": exc.code, "message": exc.message, **extra}, {}
+    if isinstance(exc, SyncError):
+        status = next((st for kind, st in _STATUS_BY_SYNC_ERROR if isinstance(exc, kind)), 500)
+        return status, {"error": exc.code, "message": exc.message, **exc.fields}, {}
     if isinstance(exc, ComputeError):
         status = next((st for kind, st in _STATUS_BY_COMPUTE_ERROR if isinstance(exc, kind)), 500)
         fields = {k: v for k, v in exc.fields.items() if v is not None}

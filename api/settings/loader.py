@@ -59,7 +59,9 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int], 
 
 def _validate(data: dict[str, Any], source: str, lines: dict[tuple[Any, ...], int]) -> Settings:
     try:
-        settings = Settings.model_validate({**data, "source": source})
+        node = data.get("node")
+        context = {"node_id": node.get("id") if isinstance(node, dict) else None}
+        settings = Settings.model_validate({**data, "source": source}, context=context)
     except PydanticValidationError as exc:
         raise ConfigError(_describe(exc, source, lines)) from exc
     return settings

@@ -39,6 +39,7 @@ class NodeSettings(Section):
     max_map_size: Annotated[Size | None, BeforeValidator(empty_is_none)] = None
     flush_interval: Duration = Field(1000, ge=1)
     tombstone_grace: Duration = Field(86_400_000, ge=0)
+    max_clock_skew: Duration = Field(5000, ge=0)  # replication batches further ahead: refused
     limits: LimitSettings = LimitSettings()
     retention: RetentionSettings = RetentionSettings()
 
