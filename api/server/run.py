@@ -61,6 +61,7 @@ async def run_server(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.server.log_level.upper(), format="%(levelname)-8s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # replication's requests, one a line
     node = Node(settings)
     await node.start()
     try:
