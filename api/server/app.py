@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +26,7 @@ from .event_json import EventEncoder
 from .kv import KVEndpoints, Receive, Scope, Send
 from .kv_openapi import ERROR_SCHEMA, KV_PATHS
 from .metrics import CONTENT_TYPE, HttpMetrics, build_registry, render_metrics
-from .routers import changes, streams, ws
+from .routers import admin, changes, streams, ws
 from .routers.bus import BusCollector, bus_summary
 from .routers.bus import router as bus_router
 from .routers.pipelines import PipelineCollector, pipeline_summary
@@ -58,6 +59,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     if not isinstance(node, Node):
         node = Node(node)
     http = HttpMetrics()
+    started_at = time.time()
     registry = build_registry(node, http)
     registry.register(BusCollector(node))
     registry.register(PipelineCollector(node))
@@ -89,6 +91,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     api.include_router(streams.router)
     api.include_router(bus_router)
     api.include_router(pipelines_router)
+    api.include_router(admin.router)
 
     @api.get("/health", tags=["operations"])
     async def health() -> dict[str, Any]:
@@ -101,6 +104,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
         writer = store.writer
         return {
             "node_id": store.node_id,
+            **admin.node_summary(node, started_at),
             "last_seq": store.last_seq,
             "oldest_seq": store.oldest_seq,
             "log_events": store.log_events,
