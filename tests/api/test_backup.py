@@ -83,9 +83,7 @@ def test_backup_under_writes_restores_the_snapshot(live_server: LiveServer, tmp_
                 break
             cursor = page.next
         assert items == _state_at(source, result.seq)
-        assert restored.read_changes(0, limit=100_000) == source.read_changes(
-            0, limit=result.seq
-        )
+        assert restored.read_changes(0, limit=100_000) == source.read_changes(0, limit=result.seq)
         source_checkpoints = {c.name for c in source.list_checkpoints()}
         assert {c.name for c in restored.list_checkpoints()} == source_checkpoints
         assert restored.list_system_records("") == source.list_system_records("")
