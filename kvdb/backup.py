@@ -16,10 +16,9 @@ it blindly.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -198,6 +197,16 @@ def _open_dbs(env: lmdb.Environment, path: Path) -> dict[str, Any]:
         raise BackupError(f"{path} is an LMDB file but not a kvdb backup: {exc}") from exc
 
 
+def _copy(source: Path, target: Path, progress: Callable[[int], None] | None) -> None:
+    with source.open("rb") as reader, target.open("wb") as writer:
+        while chunk := reader.read(CHUNK_BYTES * 4):
+            writer.write(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        writer.flush()
+        os.fsync(writer.fileno())
+
+
 def read_backup_info(path: str | os.PathLike[str]) -> BackupInfo:
     """What the backup file at ``path`` holds; raises ``BackupError`` if it is not one."""
     path = Path(path)
@@ -213,10 +222,15 @@ def read_backup_info(path: str | os.PathLike[str]) -> BackupInfo:
 
 
 def restore_backup(
-    path: str | os.PathLike[str], data_dir: str | os.PathLike[str], *, epoch: str | None = None
+    path: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    *,
+    epoch: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> BackupInfo:
     """Build the data directory ``data_dir`` from the backup file at ``path``, with a new
-    store epoch (``epoch``, or a fresh one). ``data_dir`` must not exist or be empty."""
+    store epoch (``epoch``, or a fresh one). ``data_dir`` must not exist or be empty.
+    ``progress`` is called with the bytes copied, chunk by chunk."""
     source = Path(path)
     target = Path(data_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -230,7 +244,7 @@ def restore_backup(
     data_file = target / DATA_FILE
     lock_file = target / f"{DATA_FILE}-lock"
     try:
-        shutil.copyfile(source, data_file)
+        _copy(source, data_file, progress)
         env = _open_file(data_file, readonly=False)
         try:
             dbs = _open_dbs(env, data_file)
