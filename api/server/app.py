@@ -26,9 +26,11 @@ from .event_json import EventEncoder
 from .kv import KVEndpoints, Receive, Scope, Send
 from .kv_openapi import ERROR_SCHEMA, KV_PATHS
 from .metrics import CONTENT_TYPE, HttpMetrics, build_registry, render_metrics
-from .routers import admin, changes, streams, ws
+from .openapi_bodies import add_request_bodies
+from .routers import admin, changes, docs, streams, ws
 from .routers.bus import BusCollector, bus_summary
 from .routers.bus import router as bus_router
+from .routers.console import mount_console
 from .routers.pipelines import PipelineCollector, pipeline_summary
 from .routers.pipelines import router as pipelines_router
 
@@ -77,6 +79,8 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
         summary="A key-value database whose every committed write is a durable change event",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by routers/docs.py, so they work offline
+        redoc_url=None,
     )
     auth = TokenAuth(
         (t.token.get_secret_value(), Role[t.role.upper()]) for t in node.settings.server.tokens
@@ -92,6 +96,8 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     api.include_router(bus_router)
     api.include_router(pipelines_router)
     api.include_router(admin.router)
+    api.include_router(docs.router)
+    mount_console(api)
 
     @api.get("/health", tags=["operations"])
     async def health() -> dict[str, Any]:
@@ -193,6 +199,7 @@ def _openapi_with_kv_paths(api: FastAPI) -> Callable[[], dict[str, Any]]:
             schema = generate()
             schema["paths"] = {**KV_PATHS, **schema["paths"]}
             schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+            add_request_bodies(schema)
             api.openapi_schema = schema
         return api.openapi_schema
 
