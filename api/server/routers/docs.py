@@ -1,15 +1,17 @@
 """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with their scripts and styles served by the
 node itself (from the ``fastapi-offline`` package), so the documentation works without
 internet access. The pages have no inline script, so a strict Content-Security-Policy
-(``script-src 'self'``) does not break them."""
+(``script-src 'self'``) does not break them. ReDoc's footer always asks a CDN for its logo:
+the served copy points it at the node's own icon instead, so nothing leaves the node."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import fastapi_offline
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from ..errors import NotFound
 
@@ -22,7 +24,6 @@ _OWN = Path(__file__).parent.parent / "ui" / "docs"
 _ASSETS = {
     "swagger-ui-bundle.js": _VENDOR / "swagger-ui-bundle.js",
     "swagger-ui.css": _VENDOR / "swagger-ui.css",
-    "redoc.standalone.js": _VENDOR / "redoc.standalone.js",
     "favicon.png": _VENDOR / "favicon.png",
     "swagger-init.js": _OWN / "swagger-init.js",
 }
@@ -60,8 +61,20 @@ async def redoc() -> HTMLResponse:
     return HTMLResponse(_REDOC)
 
 
-@router.get("/docs-assets/{name}")
-async def asset(name: str) -> FileResponse:
+@functools.cache
+def _redoc_script() -> bytes:
+    script = (_VENDOR / "redoc.standalone.js").read_bytes()
+    return script.replace(b"https://cdn.redoc.ly/redoc/logo-mini.svg", b"/docs-assets/favicon.png")
+
+
+@router.get("/docs-assets/{name}", response_model=None)
+async def asset(name: str) -> Response | FileResponse:
+    if name == "redoc.standalone.js":
+        return Response(
+            _redoc_script(),
+            media_type="text/javascript",
+            headers={"cache-control": "public, max-age=86400"},
+        )
     path = _ASSETS.get(name)
     if path is None:
         raise NotFound(f"no documentation asset {name!r}")
