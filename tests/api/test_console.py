@@ -205,3 +205,25 @@ def test_overview_streams_sync_and_offline_docs(
     page.locator("h2:has-text('Set a key; the body is the value')").wait_for()
     page.screenshot(path=tmp_path / "docs-redoc.png", full_page=False)
     assert not external, f"the console and the docs must not leave the node: {external}"
+
+
+def test_a_node_with_tokens_prompts_for_one(browser: Any, tmp_path: Path) -> None:
+    admin = "a" * 24
+    settings = make_settings(tmp_path, server={"tokens": [{"token": admin, "role": "admin"}]})
+    with LiveServer(settings) as server:
+        page = browser.new_page()
+        try:
+            page.goto(f"{server.url}/ui/#/overview")
+            page.wait_for_selector("#token-dialog[open]")
+            assert "requires a bearer token" in page.inner_text("#token-reason")
+            page.fill("#token-input", admin)
+            page.click("#token-save")
+            page.wait_for_selector("#card-node-id :text('api-node')")
+            page.goto(f"{server.url}/ui/#/changes")  # the WebSocket carries the token too
+            page.wait_for_selector("#changes-status:has-text('live')")
+            with Client(server.url, token=admin) as kv:
+                kv.put("secret/1", "x")
+            page.locator("#changes-body tr[data-seq='1']").wait_for()
+            page.screenshot(path=tmp_path / "token-prompt.png", full_page=True)
+        finally:
+            page.close()
