@@ -153,7 +153,7 @@ class _Shell:
                     self._show(result)
         except ClientError as exc:
             where = ""
-            if "line" in exc.body:
+            if "line" in exc.body and not exc.message.startswith("line"):
                 where = f" (line {exc.body['line']}, column {exc.body.get('column', '?')})"
             err().print(f"[red]error[/red]{where}: {exc.message}", highlight=False)
             return False
