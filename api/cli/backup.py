@@ -28,8 +28,8 @@ def backup(
     if file.exists() and not force:
         raise typer.BadParameter(f"{file} exists; pass --force to overwrite it", param_hint="FILE")
     with connect(url, token, timeout=300) as client:
-        expected = client.stats().get("disk_bytes")
-        with progress_bar(f"backing up to {file}", expected, unit="bytes") as advance:
+        # The compacted copy's size is not known beforehand: the bar counts bytes.
+        with progress_bar(f"backing up to {file}", None, unit="bytes") as advance:
             result = client.backup(file, progress=advance)
     info = read_backup_info(file)  # the saved file opens and holds what the server said
     if info.seq != result.seq:

@@ -40,7 +40,7 @@ export async function render(view, [initialKey]) {
 
   async function open(key) {
     state.selected = key;
-    location.replace(`#/keys/${encodeURIComponent(key)}`);
+    history.replaceState(null, "", `#/keys/${encodeURIComponent(key)}`); // no re-render
     clear(detail, h("div", { class: "muted", text: "loading..." }));
     let response;
     try {
