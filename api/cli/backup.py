@@ -27,10 +27,12 @@ def backup(
     token when the node has tokens."""
     if file.exists() and not force:
         raise typer.BadParameter(f"{file} exists; pass --force to overwrite it", param_hint="FILE")
-    with connect(url, token, timeout=300) as client:
-        # The compacted copy's size is not known beforehand: the bar counts bytes.
-        with progress_bar(f"backing up to {file}", None, unit="bytes") as advance:
-            result = client.backup(file, progress=advance)
+    # The compacted copy's size is not known beforehand: the bar counts bytes.
+    with (
+        connect(url, token, timeout=300) as client,
+        progress_bar(f"backing up to {file}", None, unit="bytes") as advance,
+    ):
+        result = client.backup(file, progress=advance)
     info = read_backup_info(file)  # the saved file opens and holds what the server said
     if info.seq != result.seq:
         raise typer.BadParameter(f"{file} holds seq {info.seq}, the node sent {result.seq}")
