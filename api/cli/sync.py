@@ -60,11 +60,6 @@ def _versions(row: dict[str, Any]) -> str:
     return " vs ".join(marks)
 
 
-def _versions(row: dict[str, Any]) -> str:
-    marks = (v["version"] + (" (deleted)" if v["deleted"] else "") for v in row["versions"])
-    return " vs ".join(marks)
-
-
 @app.command()
 def conflicts(
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
