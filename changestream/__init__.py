@@ -7,6 +7,7 @@ from .clock import Clock, ManualClock, SystemClock
 from .config import OverflowPolicy, StreamConfig
 from .consumer import Consumer, ConsumerStats
 from .cursor import Batch, Cursor, CursorState
+from .declare import DeclarePlan, Orphan, Ownership, plan_declaration, warn_about_orphans
 from .errors import (
     ChangeStreamError,
     ConsumerBusy,
@@ -14,6 +15,8 @@ from .errors import (
     InvalidAck,
     InvalidPattern,
     InvalidStreamConfig,
+    Orphaned,
+    OwnershipConflict,
     StreamExists,
     UnknownStream,
 )
@@ -34,13 +37,18 @@ __all__ = [
     "Cursor",
     "CursorClosed",
     "CursorState",
+    "DeclarePlan",
     "EventFilter",
     "FunctionProcessor",
     "InvalidAck",
     "InvalidPattern",
     "InvalidStreamConfig",
     "ManualClock",
+    "Orphan",
+    "Orphaned",
     "OverflowPolicy",
+    "Ownership",
+    "OwnershipConflict",
     "StreamConfig",
     "StreamExists",
     "StreamProcessor",
@@ -48,4 +56,6 @@ __all__ = [
     "UnknownStream",
     "compile_pattern",
     "parse_event_types",
+    "plan_declaration",
+    "warn_about_orphans",
 ]
