@@ -5,15 +5,21 @@ A program can embed kvdb without HTTP::
 
     async with Node(Settings(node=NodeSettings(data_dir="my-data"))) as node:
         await node.store.put("greeting", b"hello")
+
+When the settings come from a file, the node *declares* its streams, handlers, routes,
+aggregations and pipelines (``changestream/declare.py``), each package before its consumers
+start; settings without a file declare nothing and change nothing. Either way the node then
+logs a warning for each orphan, saying what it still pins.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-from changestream import ChangeStreamManager, Clock
+from changestream import ChangeStreamManager, Clock, OwnershipConflict, warn_about_orphans
 from compute import StreamComputingEngine
 from eventbus import EventBus, EventBusError
 from kvdb import Store
@@ -22,9 +28,12 @@ from kvdb.hlc import wall_clock_ms
 from .errors import ConfigError
 from .settings import Settings
 from .settings.bus import bus_setup
-from .settings.pipelines import start_pipelines
+from .settings.pipelines import DeclaredPipelines, rebuild_pipeline
+from .settings.root import CONFIG_OWNER
 
 __all__ = ["Node"]
+
+log = logging.getLogger("kvdb.node")
 
 
 class Node:
@@ -75,7 +84,8 @@ class Node:
 
     async def start(self) -> None:
         """Open the store, then change streams, the event bus and stream computing, each with
-        what the settings configure. If a part fails to start, the ones before it stop."""
+        what the settings declare. Declarations are all checked before any applies. If a part
+        fails to start, the ones before it stop."""
         if self._store is not None:
             return
         settings = self.settings
@@ -85,26 +95,33 @@ class Node:
             streams = ChangeStreamManager(store, clock=self._stream_clock)
             await streams.start()
             stack.push_async_callback(streams.stop)
-            await streams.declare([stream.stream_config() for stream in settings.streams])
-            bus = await self._start_bus(store, streams)
+            bus = EventBus(store, streams)
+            compute = StreamComputingEngine(store, streams, rebuild=rebuild_pipeline)
+            declaration = (
+                _Declaration(settings, streams, bus, compute) if settings.declares else None
+            )
+            if declaration is not None:
+                await declaration.apply(dry_run=True)  # a conflict anywhere changes nothing
+                await declaration.streams()
+            await self._start_bus(bus, declaration)
             stack.push_async_callback(bus.stop)
-            compute = StreamComputingEngine(store, streams)
             stack.push_async_callback(compute.stop)
             await compute.start()
-            await start_pipelines(compute, settings.pipelines, settings.source)
+            if declaration is not None:
+                await declaration.pipelines()
+            warn_about_orphans([*streams.orphans(), *bus.orphans(), *compute.orphans()], log)
             self._store, self._streams, self._bus, self._compute = store, streams, bus, compute
             self._running = stack.pop_all()  # stop() unwinds it: compute, bus, streams, store
 
-    async def _start_bus(self, store: Store, streams: ChangeStreamManager) -> EventBus:
-        """The event bus with the handlers, routes and aggregations of the settings."""
-        settings = self.settings
-        bus = EventBus(store, streams)
+    async def _start_bus(self, bus: EventBus, declaration: _Declaration | None) -> None:
+        """Apply the bus's declaration (before it starts), then start it."""
         try:
-            await bus.start(bus_setup(settings.handlers, settings.routes, settings.aggregations))
+            if declaration is not None:
+                await declaration.bus()
+            await bus.start()
         except EventBusError as exc:
-            where = settings.source or "settings"
+            where = self.settings.source or "settings"
             raise ConfigError(f"{where}: event bus: {exc.message}") from exc
-        return bus
 
     async def stop(self) -> None:
         """Stop in reverse order of start; idempotent."""
@@ -124,3 +141,57 @@ class Node:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class _Declaration:
+    """What the settings declare, for each package, under the owner ``config``. A name the
+    API made is a configuration error naming the file, line and field of the entry."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        streams: ChangeStreamManager,
+        bus: EventBus,
+        compute: StreamComputingEngine,
+    ) -> None:
+        self.settings = settings
+        self._streams = streams
+        self._bus = bus
+        self._compute = compute
+        self._stream_configs = [stream.stream_config() for stream in settings.streams]
+        self._bus_setup = bus_setup(settings.handlers, settings.routes, settings.aggregations)
+        self._pipelines = DeclaredPipelines(settings.pipelines, settings.where)
+
+    async def apply(self, *, dry_run: bool = False) -> None:
+        await self.streams(dry_run=dry_run)
+        await self.bus(dry_run=dry_run)
+        await self.pipelines(dry_run=dry_run)
+
+    async def streams(self, *, dry_run: bool = False) -> None:
+        prune = self.settings.prune
+        await self._located(
+            self._streams.declare(
+                self._stream_configs, owner=CONFIG_OWNER, prune=prune, dry_run=dry_run
+            )
+        )
+
+    async def bus(self, *, dry_run: bool = False) -> None:
+        prune = self.settings.prune
+        await self._located(
+            self._bus.declare(self._bus_setup, owner=CONFIG_OWNER, prune=prune, dry_run=dry_run)
+        )
+
+    async def pipelines(self, *, dry_run: bool = False) -> None:
+        prune = self.settings.prune
+        await self._pipelines.declare(
+            self._compute, owner=CONFIG_OWNER, prune=prune, dry_run=dry_run
+        )
+
+    async def _located(self, declaring: Awaitable[object]) -> None:
+        try:
+            await declaring
+        except OwnershipConflict as exc:
+            where = self.settings.locate(exc.kind, exc.name)
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        except EventBusError as exc:
+            raise ConfigError(f"{self.settings.source}: event bus: {exc.message}") from exc

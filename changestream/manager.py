@@ -203,15 +203,23 @@ class ChangeStreamManager:
         return await self.create(config)
 
     async def declare(
-        self, configs: Sequence[StreamConfig], *, owner: str, prune: bool = False
+        self,
+        configs: Sequence[StreamConfig],
+        *,
+        owner: str,
+        prune: bool = False,
+        dry_run: bool = False,
     ) -> DeclarePlan[StreamConfig]:
         """Make the streams ``owner`` declares exist as declared (created, reconfigured live,
         or adopted back from orphanhood with their checkpoints), orphan the ones it declared
         before and no longer does, and with ``prune`` remove every orphan of ``owner`` with
         its checkpoints. Checked whole first: a name made through the API raises
-        ``OwnershipConflict`` and nothing changes. See ``declare.py``."""
+        ``OwnershipConflict`` and nothing changes. ``dry_run`` only plans and checks. See
+        ``declare.py``."""
         existing = {name: (s.config, s.ownership) for name, s in self._streams.items()}
         plan = plan_declaration("stream", configs, existing, owner=owner, prune=prune)
+        if dry_run:
+            return plan
         for config in plan.create:
             stream = ChangeStream(config, self.store, self.clock, self)
             stream.ownership = Ownership(owner)

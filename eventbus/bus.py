@@ -103,13 +103,18 @@ class EventBus:
     def started(self) -> bool:
         return self._started
 
-    async def declare(self, setup: BusSetup, *, owner: str, prune: bool = False) -> BusDeclaration:
+    async def declare(
+        self, setup: BusSetup, *, owner: str, prune: bool = False, dry_run: bool = False
+    ) -> BusDeclaration:
         """Apply ``owner``'s declaration (handler specs, routes, aggregations) to the stored
         definitions, under the rule of ``changestream/declare.py``: before ``start``, so that
-        nothing runs under a definition the owner changed or dropped. Checked whole first."""
-        if self._started:
+        nothing runs under a definition the owner changed or dropped. Checked whole first;
+        ``dry_run`` only checks."""
+        if self._started and not dry_run:
             raise RuntimeError("declare() applies before start(): stop the bus first")
-        return await declare_bus(self.store, self.config.stream, setup, owner=owner, prune=prune)
+        return await declare_bus(
+            self.store, self.config.stream, setup, owner=owner, prune=prune, dry_run=dry_run
+        )
 
     async def start(self, setup: BusSetup | None = None) -> None:
         """Register ``setup`` (a program's handlers, routes and aggregations, not stored),

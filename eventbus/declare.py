@@ -54,10 +54,11 @@ class BusDeclaration:
 
 
 async def declare_bus(
-    store: Store, stream: str, setup: BusSetup, *, owner: str, prune: bool
+    store: Store, stream: str, setup: BusSetup, *, owner: str, prune: bool, dry_run: bool = False
 ) -> BusDeclaration:
     """Apply ``owner``'s declaration to the stored definitions (see the module docstring).
-    ``stream`` is the bus's stream, whose consumers' checkpoints a prune removes."""
+    ``stream`` is the bus's stream, whose consumers' checkpoints a prune removes. ``dry_run``
+    only plans and checks."""
     catalog = Catalog(store)
     specs = [_spec(item) for item in setup.handlers]
     handler_records = catalog.handler_records()
@@ -82,6 +83,8 @@ async def declare_bus(
                 f"{owner!r} does not declare; a declared route names declared handlers"
             )
     handlers = _keep_named_handlers(handlers, route_records, routes)
+    if dry_run:
+        return BusDeclaration(handlers, routes, aggregations)
 
     mine = Ownership(owner)
     for spec in (*handlers.create, *handlers.update, *handlers.unchanged):

@@ -66,3 +66,18 @@ class Settings(Section):
         source = self.source or "settings"
         line = self._lines.get(tuple(path))
         return f"{source}{f':{line}' if line else ''}: {'.'.join(str(p) for p in path)}"
+
+    def locate(self, kind: str, name: str) -> str:
+        """``file:line: field.path`` of the entry declaring the ``kind`` (``stream``,
+        ``handler``, ``route``, ``aggregation``) named ``name``."""
+        sections: dict[str, tuple[Any, ...]] = {
+            "stream": self.streams,
+            "handler": self.handlers,
+            "route": self.routes,
+            "aggregation": self.aggregations,
+        }
+        entries = sections.get(kind, ())
+        index = next((i for i, entry in enumerate(entries) if entry.name == name), None)
+        if index is None:
+            return self.where(f"{kind}s")
+        return self.where(f"{kind}s", index, "name")
