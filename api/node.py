@@ -19,7 +19,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-from changestream import ChangeStreamManager, Clock, OwnershipConflict, warn_about_orphans
+from changestream import (
+    ChangeStreamManager,
+    Clock,
+    Orphan,
+    OwnershipConflict,
+    warn_about_orphans,
+)
 from compute import StreamComputingEngine
 from eventbus import EventBus, EventBusError
 from kvdb import Store
@@ -109,9 +115,14 @@ class Node:
             await compute.start()
             if declaration is not None:
                 await declaration.pipelines()
-            warn_about_orphans([*streams.orphans(), *bus.orphans(), *compute.orphans()], log)
             self._store, self._streams, self._bus, self._compute = store, streams, bus, compute
+            warn_about_orphans(self.orphans(), log)
             self._running = stack.pop_all()  # stop() unwinds it: compute, bus, streams, store
+
+    def orphans(self) -> list[Orphan]:
+        """What the configuration file declared and no longer does, kept until deleted or
+        pruned, with the checkpoints by which each still holds back change-log retention."""
+        return [*self.streams.orphans(), *self.bus.orphans(), *self.compute.orphans()]
 
     async def _start_bus(self, bus: EventBus, declaration: _Declaration | None) -> None:
         """Apply the bus's declaration (before it starts), then start it."""

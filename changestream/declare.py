@@ -45,10 +45,12 @@ D = TypeVar("D")  # what is stored (usually the same type)
 @dataclass(frozen=True)
 class Ownership:
     """Who made an object: ``owner`` None for the API (or a program); otherwise the owner
-    that declared it, and whether it no longer does (``orphaned``)."""
+    that declared it, and whether it no longer does (``orphaned``). ``recorded`` is False for
+    a definition stored before ownership was (see ``claim`` in ``plan_declaration``)."""
 
     owner: str | None = None
     orphaned: bool = False
+    recorded: bool = field(default=True, compare=False)
 
     @property
     def declared(self) -> bool:
@@ -61,9 +63,7 @@ class Ownership:
         return f"{state} {self.owner!r}"
 
     def to_fields(self) -> dict[str, Any]:
-        """The fields stored with a definition (none for the API: old records stay valid)."""
-        if self.owner is None:
-            return {}
+        """The fields stored with a definition."""
         return {"owner": self.owner, "orphaned": self.orphaned}
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,7 +75,8 @@ class Ownership:
         """A stored record without its ownership fields, and the ownership they held."""
         rest = {k: v for k, v in doc.items() if k not in ("owner", "orphaned")}
         owner = doc.get("owner")
-        return rest, cls(owner if isinstance(owner, str) else None, doc.get("orphaned") is True)
+        owner = owner if isinstance(owner, str) else None
+        return rest, cls(owner, doc.get("orphaned") is True, recorded="owner" in doc)
 
     def adopted(self) -> Ownership:
         return Ownership(self.owner, False)
@@ -126,10 +127,10 @@ def plan_declaration(
     objects in errors ("stream", "handler"...). Raises ``OwnershipConflict`` for a name that
     is declared twice or that belongs to the API or another owner; nothing is planned then.
 
-    ``claim`` (for records written before ownership was stored) says whether an object with
-    no owner may be taken by this declaration after all: it is then updated as the owner's
-    (say, an aggregation, which only a file or a program could make, or a SQL pipeline whose
-    text is the very one declared)."""
+    ``claim`` is for definitions stored before ownership was (``Ownership.recorded`` False):
+    it says whether such an object may be the owner's after all, its ownership then rewritten
+    (an aggregation, which only a file could declare then, or a SQL pipeline whose text is
+    the very one declared). An object the API made since is never claimed."""
     create: list[C] = []
     update: list[C] = []
     unchanged: list[C] = []
@@ -147,7 +148,8 @@ def plan_declaration(
             create.append(item)
             continue
         definition, ownership = existing[name]
-        if ownership.owner is None and claim is not None and claim(item, definition):
+        legacy = ownership.owner is None and not ownership.recorded
+        if legacy and claim is not None and claim(item, definition):
             claimed.append(name)
         elif ownership.owner != owner:
             raise OwnershipConflict.declared_elsewhere(kind, name, owner, ownership.owner)

@@ -29,7 +29,13 @@ from .config import OverflowPolicy, StreamConfig
 from .consumer import checkpoint_key
 from .cursor import Cursor
 from .declare import DeclarePlan, Orphan, Ownership, plan_declaration
-from .errors import ChangeStreamError, OwnershipConflict, StreamExists, UnknownStream
+from .errors import (
+    ChangeStreamError,
+    Orphaned,
+    OwnershipConflict,
+    StreamExists,
+    UnknownStream,
+)
 from .filters import EventFilter
 from .processor import StreamProcessor
 from .stream import ChangeStream
@@ -186,6 +192,8 @@ class ChangeStreamManager:
         made through the API: a declared one is changed where it is declared."""
         stream = self.get(config.name)
         owner = stream.ownership.owner
+        if stream.ownership.orphaned:
+            raise Orphaned("stream", config.name, owner or "")
         if owner is not None:
             raise OwnershipConflict.not_the_api("stream", config.name, owner)
         return await self._reconfigure(stream, config)

@@ -48,6 +48,7 @@ __all__ = [
     "EventAggregator",
     "build_aggregator",
     "forget_aggregates",
+    "forget_aggregation",
     "spec_key",
     "stored_aggregations",
 ]
@@ -339,6 +340,10 @@ class EventAggregator:
     def orphans(self) -> list[str]:
         return sorted(self._orphans)
 
+    def drop_orphan(self, name: str) -> None:
+        del self._orphans[name]
+        self.ownership.pop(name, None)
+
     async def start(self) -> None:
         """Windows are loaded by ``load`` before the consumer attaches; nothing else to open."""
 
@@ -432,6 +437,13 @@ class EventAggregator:
                     (
                         aggregation.dirty if start in aggregation.windows else aggregation.expired
                     ).add(start)
+
+
+async def forget_aggregation(store: Store, name: str) -> None:
+    """Delete one aggregation's persisted windows and definition."""
+    keys = [key for key, _ in store.list_system_records(f"{RECORD_PREFIX}{name}/")]
+    if keys:
+        await store.write_system_state({}, keys)
 
 
 async def forget_aggregates(store: Store) -> None:

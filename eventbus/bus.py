@@ -51,7 +51,11 @@ from .errors import (
     UnknownRoute,
 )
 from .handlers import EventHandler
-from .orphans import OrphanedDefinitions, warn_about_leftover_checkpoints
+from .orphans import (
+    OrphanedDefinitions,
+    remove_orphaned_aggregation,
+    warn_about_leftover_checkpoints,
+)
 from .redrive import RedriveOutcome, redrive, redrive_all
 from .replayer import EventReplayer, ReplayRequest, ReplayResult
 from .routes import EventRoute, Router, RouteTable
@@ -433,6 +437,14 @@ class EventBus:
             del self._routes[name]
             self._ownership.pop(f"route/{name}", None)
             self.router.replace(table)
+
+    async def remove_aggregation(self, name: str) -> None:
+        """Remove an orphaned aggregation and its windows (``orphans.py``)."""
+        async with self._lock:
+            stream = self.config.stream
+            self.aggregator = await remove_orphaned_aggregation(
+                self.store, stream, self.aggregator, name
+            )
 
     # -- dead letters, replay, stats ----------------------------------------------------------
 

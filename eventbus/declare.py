@@ -31,8 +31,7 @@ from changestream import DeclarePlan, Ownership, plan_declaration
 from changestream.consumer import checkpoint_key
 from kvdb import Store
 
-from .aggregator import RECORD_PREFIX as AGGREGATE_PREFIX
-from .aggregator import AggregationSpec, spec_key, stored_aggregations
+from .aggregator import AggregationSpec, forget_aggregation, spec_key, stored_aggregations
 from .catalog import HANDLER_PREFIX, ROUTE_PREFIX, Catalog, Stored
 from .errors import InvalidHandler, InvalidRoute
 from .routes import EventRoute
@@ -94,7 +93,7 @@ async def declare_bus(
         if route not in routes.unchanged or routes.rewrites(route.name):
             await catalog.put_route(route, mine)
     for aggregation in aggregations.update:
-        await _forget_aggregation(store, aggregation.name)  # its windows counted another thing
+        await forget_aggregation(store, aggregation.name)  # its windows counted another thing
     for aggregation in (*aggregations.create, *aggregations.update, *aggregations.unchanged):
         if aggregation not in aggregations.unchanged or aggregations.rewrites(aggregation.name):
             await _put_aggregation(store, aggregation.to_dict(), mine)
@@ -118,7 +117,7 @@ async def declare_bus(
             name, owner, "" if pinned is None else f" (at seq {pinned.seq})",
         )  # fmt: skip
     for name in aggregations.prune:
-        await _forget_aggregation(store, name)
+        await forget_aggregation(store, name)
         log.warning("pruned aggregation %s (no longer declared by %s) and its windows", name, owner)
     for kind, plan in (("handler", handlers), ("route", routes), ("aggregation", aggregations)):
         for name in plan.adopt:
@@ -141,8 +140,8 @@ def _same(declared: Any, stored: dict[str, Any]) -> bool:
 
 
 def _unowned_aggregation(declared: AggregationSpec, stored: dict[str, Any]) -> bool:
-    """Aggregations have no API: one stored without an owner was declared by an earlier
-    version's file (or registered by a program), so a declaration takes it."""
+    """Aggregations have no API: one stored before owners were was declared by a file (or
+    registered by a program), so a declaration takes it."""
     return True
 
 
@@ -175,9 +174,3 @@ def _keep_named_handlers(
 async def _put_aggregation(store: Store, doc: dict[str, Any], ownership: Ownership) -> None:
     record = json.dumps({**doc, **ownership.to_fields()}, sort_keys=True).encode()
     await store.put_system_record(spec_key(doc["name"]), record)
-
-
-async def _forget_aggregation(store: Store, name: str) -> None:
-    keys = [key for key, _ in store.list_system_records(f"{AGGREGATE_PREFIX}{name}/")]
-    if keys:
-        await store.write_system_state({}, keys)

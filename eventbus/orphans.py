@@ -12,16 +12,21 @@ import logging
 from collections.abc import Set
 from typing import Any
 
-from changestream import Orphan, Orphaned, Ownership
+from changestream import Orphan, Orphaned, Ownership, OwnershipConflict
 from changestream.consumer import checkpoint_key
 from kvdb import Store
 
 from .aggregator import CONSUMER as AGGREGATOR_CONSUMER
-from .aggregator import EventAggregator
+from .aggregator import EventAggregator, forget_aggregation
 from .catalog import Catalog, Stored
+from .errors import InvalidAggregation, UnknownAggregation
 from .stats import HandlerStats, orphan_stats
 
-__all__ = ["OrphanedDefinitions", "warn_about_leftover_checkpoints"]
+__all__ = [
+    "OrphanedDefinitions",
+    "remove_orphaned_aggregation",
+    "warn_about_leftover_checkpoints",
+]
 
 log = logging.getLogger("eventbus.orphans")
 
@@ -138,3 +143,27 @@ def warn_about_leftover_checkpoints(store: Store, stream: str, known: Set[str]) 
             "DELETE /bus/handlers/<name>",
             ", ".join(leftovers),
         )
+
+
+async def remove_orphaned_aggregation(
+    store: Store, stream: str, aggregator: EventAggregator | None, name: str
+) -> EventAggregator | None:
+    """Remove orphaned aggregation ``name`` and its windows; returns the aggregator left (None
+    when nothing is left, its checkpoint then released). The others are not deleted here:
+    they are changed where they are declared or registered."""
+    if aggregator is None or name not in aggregator.orphans:
+        counting = [] if aggregator is None else [spec.name for spec in aggregator.specs]
+        if aggregator is None or name not in counting:
+            raise UnknownAggregation(name)
+        owner = aggregator.ownership.get(name, Ownership()).owner
+        if owner is not None:
+            raise OwnershipConflict.not_the_api("aggregation", name, owner)
+        raise InvalidAggregation(f"aggregation {name!r} is registered by the program at start")
+    aggregator.drop_orphan(name)
+    await forget_aggregation(store, name)
+    if aggregator.counting or aggregator.orphans:
+        return aggregator
+    key = checkpoint_key(stream, AGGREGATOR_CONSUMER)
+    if store.get_checkpoint(key) is not None:
+        await store.delete_checkpoint(key)
+    return None
