@@ -198,6 +198,7 @@ async def declare_pipelines(
                 "SQL stream %s is not pruned: pipeline(s) %s read it; it stays orphaned",
                 name, ", ".join(readers),
             )  # fmt: skip
+            await sql.set_ownership("stream", name, mine.orphan())
             continue
         await sql.execute(f"DROP STREAM {name}")
         log.warning("pruned SQL stream %s (no longer declared by %s)", name, owner)

@@ -81,7 +81,7 @@ async def declare_bus(
                 f"route {route.name!r} names handler(s) {', '.join(missing)} that "
                 f"{owner!r} does not declare; a declared route names declared handlers"
             )
-    handlers = _keep_named_handlers(handlers, route_records, routes)
+    handlers = _keep_named_handlers(handlers, handler_records, route_records, routes)
     if dry_run:
         return BusDeclaration(handlers, routes, aggregations)
 
@@ -147,13 +147,13 @@ def _unowned_aggregation(declared: AggregationSpec, stored: dict[str, Any]) -> b
 
 def _keep_named_handlers(
     handlers: DeclarePlan[HandlerSpec],
+    handler_records: dict[str, Stored],
     route_records: dict[str, Stored],
     routes: DeclarePlan[EventRoute],
 ) -> DeclarePlan[HandlerSpec]:
-    """Do not prune a handler that a route which stays (one made through the API) names."""
-    staying = [
-        doc for name, (doc, _) in route_records.items() if name not in routes.prune
-    ]  # fmt: skip
+    """Do not prune a handler that a route which stays (one made through the API) names:
+    orphan it instead."""
+    staying = [doc for name, (doc, _) in route_records.items() if name not in routes.prune]
     named = {name for doc in staying for name in doc.get("handler_names", ())}
     held = [name for name in handlers.prune if name in named]
     if not held:
@@ -164,10 +164,12 @@ def _keep_named_handlers(
             "the route no longer names it",
             name,
         )
+    newly = tuple(name for name in held if not handler_records[name][1].orphaned)
     return DeclarePlan(
         handlers.kind, handlers.owner, handlers.create, handlers.update, handlers.unchanged,
-        handlers.adopt, handlers.orphan, tuple(n for n in handlers.prune if n not in held),
-        (*handlers.kept, *held),
+        handlers.adopt, (*handlers.orphan, *newly),
+        tuple(n for n in handlers.prune if n not in held), (*handlers.kept, *held),
+        handlers.claimed,
     )  # fmt: skip
 
 
