@@ -1,5 +1,6 @@
 """Change streams: filtered, batched, resumable views of the change log, for processors and
-live subscribers. Depends on ``kvdb`` only."""
+live subscribers; and the declaration rule every package applies to what a configuration file
+declares (``declare.py``). Depends on ``kvdb`` only."""
 
 from __future__ import annotations
 
