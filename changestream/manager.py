@@ -205,8 +205,9 @@ class ChangeStreamManager:
 
     async def upsert(self, config: StreamConfig) -> ChangeStream:
         if config.name in self._streams:
-            if self._streams[config.name].config == config:
-                return self._streams[config.name]
+            stream = self._streams[config.name]
+            if stream.config == config and stream.ownership.owner is None:
+                return stream
             return await self.update(config)
         return await self.create(config)
 

@@ -103,7 +103,7 @@ class StreamComputingEngine:
         """Bring back the Python pipelines a file declared: running, or held as orphans."""
         for key, raw in self.store.list_system_records(PYTHON_RECORDS):
             name = key[len(PYTHON_RECORDS) :]
-            doc, ownership = Ownership.split(json.loads(raw))
+            doc, ownership = Ownership.split(_json_object(raw))
             try:
                 if self.rebuild is None:
                     raise ValueError("this engine was given no way to rebuild pipelines")
@@ -344,3 +344,11 @@ def _check_owner(existing: PipelineProcessor, ownership: Ownership) -> None:
     if existing.ownership.orphaned:
         raise Orphaned("pipeline", existing.pipeline_name, owner)
     raise OwnershipConflict.not_the_api("pipeline", existing.pipeline_name, owner)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}

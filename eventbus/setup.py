@@ -62,6 +62,9 @@ def plan(setup: BusSetup, catalog: Catalog) -> BusPlan:
         handlers[handler.name] = handler
         sources[handler.name] = "config" if isinstance(item, HandlerSpec) else "code"
     result.orphaned_handlers = _orphans(catalog.handler_records())
+    for name, (_, ownership) in result.orphaned_handlers.items():
+        if name in handlers:
+            _shadow("handler", name, ownership)
     for name, (spec, ownership) in catalog.handlers().items():
         if name in handlers:
             _shadow("handler", name, ownership)
@@ -77,6 +80,9 @@ def plan(setup: BusSetup, catalog: Catalog) -> BusPlan:
         check_route_handlers(route, known)
         result.routes[route.name] = route
     result.orphaned_routes = _orphans(catalog.route_records())
+    for name, (_, ownership) in result.orphaned_routes.items():
+        if name in result.routes:
+            _shadow("route", name, ownership)
     for name, (route, ownership) in catalog.routes().items():
         if name in result.routes:
             _shadow("route", name, ownership)
