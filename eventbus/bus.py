@@ -135,21 +135,18 @@ class EventBus:
         self._started = True
         self._handlers, self._sources = planned.handlers, planned.sources
         self._routes, self._stored_routes = planned.routes, planned.stored_routes
-        self._ownership = {
-            **{f"handler/{n}": o for n, o in planned.ownership.items()},
-            **{f"route/{n}": o for n, o in planned.route_ownership.items()},
-        }
+        self._ownership = planned.ownership
         self.orphaned.load(planned.orphaned_handlers, planned.orphaned_routes)
         self.router.replace(table)
         try:
-            for name in planned.shadowed_handlers:
-                log.warning("handler %r is registered by the program, which replaces "
-                            "its stored definition", name)  # fmt: skip
-                await self._catalog.delete_handler(name)
-            for name in planned.shadowed_routes:
-                log.warning("route %r is registered by the program, which replaces "
-                            "its stored definition", name)  # fmt: skip
-                await self._catalog.delete_route(name)
+            for kind, names, delete in (
+                ("handler", planned.shadowed_handlers, self._catalog.delete_handler),
+                ("route", planned.shadowed_routes, self._catalog.delete_route),
+            ):
+                for name in names:
+                    log.warning("%s %r is registered by the program, which replaces its "
+                                "stored definition", kind, name)  # fmt: skip
+                    await delete(name)
             self.dead_letters.load()
             for handler in self._handlers.values():
                 await handler.start()

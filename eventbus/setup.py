@@ -43,8 +43,7 @@ class BusPlan:
     sources: dict[str, str] = field(default_factory=dict)  # "config" | "stored" | "code"
     routes: dict[str, EventRoute] = field(default_factory=dict)
     stored_routes: set[str] = field(default_factory=set)
-    ownership: dict[str, Ownership] = field(default_factory=dict)  # stored handlers
-    route_ownership: dict[str, Ownership] = field(default_factory=dict)  # stored routes
+    ownership: dict[str, Ownership] = field(default_factory=dict)  # "handler/<name>", "route/.."
     orphaned_handlers: dict[str, Stored] = field(default_factory=dict)
     orphaned_routes: dict[str, Stored] = field(default_factory=dict)
     # stored definitions (made through the API) that a program's one of the same name replaces
@@ -72,7 +71,7 @@ def plan(setup: BusSetup, catalog: Catalog) -> BusPlan:
             continue
         handlers[name] = spec.build()
         sources[name] = "stored" if ownership.owner is None else "config"
-        result.ownership[name] = ownership
+        result.ownership[f"handler/{name}"] = ownership
     known = [*handlers, *result.orphaned_handlers]
     for route in setup.routes:
         if route.name in result.routes:
@@ -91,7 +90,7 @@ def plan(setup: BusSetup, catalog: Catalog) -> BusPlan:
         check_route_handlers(route, known, stored=True)
         result.routes[name] = route
         result.stored_routes.add(name)
-        result.route_ownership[name] = ownership
+        result.ownership[f"route/{name}"] = ownership
     return result
 
 
