@@ -174,6 +174,9 @@ async def declare_pipelines(
         except ComputeError as exc:
             exc.fields.setdefault("declaration", index)  # which entry, for the caller's message
             raise
+    for item in (*pipelines.create, *pipelines.update):  # a Python one may become SQL
+        if isinstance(item.definition, str):
+            await engine.store.delete_system_record(PYTHON_RECORDS + item.name)
     for name in pipelines.orphan:
         if name in engine:
             await engine.orphan(name)
@@ -225,6 +228,7 @@ async def _register_python(
     pipeline = item.source.pipeline
     assert pipeline is not None
     await engine.register(pipeline, replace=True, origin="python", ownership=ownership)
+    await engine.sql.forget_pipeline(item.name)  # a SQL one may become Python
     await _put_python(engine, item.name, item.definition, ownership)
 
 

@@ -148,3 +148,20 @@ async def test_a_stream_read_by_a_kept_pipeline_is_not_pruned(store_config: Stor
         assert "per_page" not in engine and "api_reader" in engine
         assert list(engine.sql.streams) == ["clicks"]
         assert engine.sql.ownership["stream/clicks"].orphaned
+
+
+async def test_a_declared_pipeline_may_change_from_sql_to_python(store_config: StoreConfig) -> None:
+    stream_only = PipelineDeclaration(sql=SQL.split(";")[0] + ";")
+    python = PipelineDeclaration(
+        pipeline=per_minute("per_page"),
+        builder={"function": "per_minute", "args": {"name": "per_page"}},
+    )
+    async with started(store_config, [PipelineDeclaration(sql=SQL)]):
+        pass
+    async with started(store_config, [stream_only, python]) as engine:
+        assert engine.get("per_page").origin == "python"
+    async with started(store_config) as engine:  # it comes back as what was declared last
+        assert [(p.pipeline_name, p.origin, p.status) for p in engine.list()] == [
+            ("per_page", "python", "running")
+        ]
+        assert "per_page" not in engine.sql.pipelines
