@@ -1,5 +1,6 @@
 """Change streams: filtered, batched, resumable views of the change log, for processors and
-live subscribers. Depends on ``kvdb`` only."""
+live subscribers; and the declaration rule every package applies to what a configuration file
+declares (``declare.py``). Depends on ``kvdb`` only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from .clock import Clock, ManualClock, SystemClock
 from .config import OverflowPolicy, StreamConfig
 from .consumer import Consumer, ConsumerStats
 from .cursor import Batch, Cursor, CursorState
+from .declare import DeclarePlan, Orphan, Ownership, plan_declaration, warn_about_orphans
 from .errors import (
     ChangeStreamError,
     ConsumerBusy,
@@ -14,6 +16,8 @@ from .errors import (
     InvalidAck,
     InvalidPattern,
     InvalidStreamConfig,
+    Orphaned,
+    OwnershipConflict,
     StreamExists,
     UnknownStream,
 )
@@ -34,13 +38,18 @@ __all__ = [
     "Cursor",
     "CursorClosed",
     "CursorState",
+    "DeclarePlan",
     "EventFilter",
     "FunctionProcessor",
     "InvalidAck",
     "InvalidPattern",
     "InvalidStreamConfig",
     "ManualClock",
+    "Orphan",
+    "Orphaned",
     "OverflowPolicy",
+    "Ownership",
+    "OwnershipConflict",
     "StreamConfig",
     "StreamExists",
     "StreamProcessor",
@@ -48,4 +57,6 @@ __all__ = [
     "UnknownStream",
     "compile_pattern",
     "parse_event_types",
+    "plan_declaration",
+    "warn_about_orphans",
 ]

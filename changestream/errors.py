@@ -7,7 +7,11 @@
     ├── StreamExists               create() of a name already taken        (stream_exists)
     ├── ConsumerBusy               that consumer of the stream is attached (consumer_busy)
     ├── InvalidAck                 ack of a seq the consumer was not given (invalid_ack)
-    └── CursorClosed               the subscription ended (overflow, removal, shutdown)
+    ├── CursorClosed               the subscription ended (overflow, removal, shutdown)
+    ├── OwnershipConflict          the object belongs to another owner    (ownership_conflict)
+    │                              (the API, or a configuration file: see declare.py)
+    └── Orphaned                   the object is orphaned: stopped until   (orphaned)
+                                   declared again or deleted
 
 A consumer whose events were compacted away gets ``kvdb.Compacted`` (code ``compacted``, with
 ``oldest_seq``), the same error a direct read of the log raises.
@@ -22,6 +26,8 @@ __all__ = [
     "InvalidAck",
     "InvalidPattern",
     "InvalidStreamConfig",
+    "Orphaned",
+    "OwnershipConflict",
     "StreamExists",
     "UnknownStream",
 ]
@@ -81,3 +87,57 @@ class CursorClosed(ChangeStreamError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class OwnershipConflict(ChangeStreamError):
+    """A change to an object by someone other than its owner: a file declaring a name made
+    through the API, or the API changing what a file declares. ``owner`` holds the object
+    (None: the API)."""
+
+    code = "ownership_conflict"
+
+    def __init__(self, kind: str, name: str, owner: str | None, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+        self.owner = owner
+
+    @classmethod
+    def declared_elsewhere(
+        cls, kind: str, name: str, declarer: str, holder: str | None
+    ) -> OwnershipConflict:
+        held = "was made through the API" if holder is None else f"is declared by {holder!r}"
+        return cls(
+            kind,
+            name,
+            holder,
+            f"{kind} {name!r} {held}, so {declarer!r} cannot declare it (a declaration never "
+            f"takes over an object it did not make): rename the entry, or delete the existing "
+            f"{kind} first",
+        )
+
+    @classmethod
+    def not_the_api(cls, kind: str, name: str, owner: str) -> OwnershipConflict:
+        return cls(
+            kind,
+            name,
+            owner,
+            f"{kind} {name!r} is declared by {owner!r}: change it there (it is applied at "
+            f"start), or delete it; the API changes only what it made",
+        )
+
+
+class Orphaned(ChangeStreamError):
+    """The object was declared by ``owner``, which no longer declares it: it is stopped and
+    kept until it is declared again or deleted."""
+
+    code = "orphaned"
+
+    def __init__(self, kind: str, name: str, owner: str) -> None:
+        super().__init__(
+            f"{kind} {name!r} is orphaned: {owner!r} no longer declares it, so it is stopped. "
+            f"Declare it again to resume it, or delete it"
+        )
+        self.kind = kind
+        self.name = name
+        self.owner = owner

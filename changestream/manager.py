@@ -6,10 +6,10 @@ selects. Cursors with the same filter share one evaluation of it. Named streams 
 updated live, removed and listed here; their definitions are persisted as system records so
 they (and their durable checkpoints) survive restarts.
 
-A configuration file declares streams through ``declare``: the manager remembers which names
-each owner declared, so a stream dropped from the file is removed on the next start (with its
-checkpoints, which would otherwise hold back change-log retention for a reader that is gone),
-while streams created through the API are left alone.
+A configuration file declares streams through ``declare``, under the rule of ``declare.py``:
+a stream the file no longer declares is orphaned (it delivers nothing, and keeps its
+checkpoints, which keep holding back change-log retention) until it is deleted or pruned;
+streams created through the API are never the file's, and the API does not change the file's.
 """
 
 from __future__ import annotations
@@ -26,8 +26,16 @@ from kvdb import ChangeEvent, Store
 
 from .clock import Clock, SystemClock
 from .config import OverflowPolicy, StreamConfig
+from .consumer import checkpoint_key
 from .cursor import Cursor
-from .errors import StreamExists, UnknownStream
+from .declare import DeclarePlan, Orphan, Ownership, plan_declaration
+from .errors import (
+    ChangeStreamError,
+    Orphaned,
+    OwnershipConflict,
+    StreamExists,
+    UnknownStream,
+)
 from .filters import EventFilter
 from .processor import StreamProcessor
 from .stream import ChangeStream
@@ -37,7 +45,7 @@ __all__ = ["ChangeStreamManager"]
 log = logging.getLogger("changestream.manager")
 
 _RECORD_PREFIX = "streams/"
-_DECLARED_PREFIX = "stream-owners/"
+_OWNERS_PREFIX = "stream-owners/"  # an earlier version's list of each owner's names
 
 
 class ChangeStreamManager:
@@ -57,11 +65,31 @@ class ChangeStreamManager:
         self.store.add_commit_listener(self.publish_global_event)
         for key, raw in self.store.list_system_records(_RECORD_PREFIX):
             try:
-                config = StreamConfig.from_dict(json.loads(raw))
-            except (ValueError, TypeError) as exc:
+                doc, ownership = Ownership.split(json.loads(raw))
+                config = StreamConfig.from_dict(doc)
+            except (ValueError, TypeError, AttributeError, ChangeStreamError) as exc:
                 log.error("ignoring unreadable stream definition %s: %s", key, exc)
                 continue
-            self._streams[config.name] = ChangeStream(config, self.store, self.clock, self)
+            stream = ChangeStream(config, self.store, self.clock, self)
+            stream.ownership = ownership
+            self._streams[config.name] = stream
+        await self._migrate_owner_lists()
+
+    async def _migrate_owner_lists(self) -> None:
+        """An earlier version kept each owner's stream names in one record; the owner now
+        lives in each stream's definition."""
+        for key, raw in self.store.list_system_records(_OWNERS_PREFIX):
+            owner = key[len(_OWNERS_PREFIX) :]
+            try:
+                names = [name for name in json.loads(raw) if isinstance(name, str)]
+            except (ValueError, TypeError):
+                names = []
+            for name in names:
+                stream = self._streams.get(name)
+                if stream is not None and stream.ownership.owner is None:
+                    stream.ownership = Ownership(owner)
+                    await self._persist(stream.config, stream.ownership)
+            await self.store.delete_system_record(key)
 
     async def stop(self) -> None:
         self.store.remove_commit_listener(self.publish_global_event)
@@ -154,50 +182,80 @@ class ChangeStreamManager:
             raise StreamExists(config.name)
         stream = ChangeStream(config, self.store, self.clock, self)
         self._streams[config.name] = stream
-        await self._persist(config)
+        await self._persist(config, stream.ownership)
         for processor in processors:
             await stream.add_processor(processor)
         return stream
 
     async def update(self, config: StreamConfig) -> ChangeStream:
-        """Reconfigure the stream named ``config.name`` live; no event is lost."""
+        """Reconfigure the stream named ``config.name`` live; no event is lost. Only streams
+        made through the API: a declared one is changed where it is declared."""
         stream = self.get(config.name)
+        owner = stream.ownership.owner
+        if stream.ownership.orphaned:
+            raise Orphaned("stream", config.name, owner or "")
+        if owner is not None:
+            raise OwnershipConflict.not_the_api("stream", config.name, owner)
+        return await self._reconfigure(stream, config)
+
+    async def _reconfigure(self, stream: ChangeStream, config: StreamConfig) -> ChangeStream:
         await stream.reconfigure(config)
-        await self._persist(config)
+        await self._persist(config, stream.ownership)
         return stream
 
     async def upsert(self, config: StreamConfig) -> ChangeStream:
         if config.name in self._streams:
-            if self._streams[config.name].config == config:
-                return self._streams[config.name]
+            stream = self._streams[config.name]
+            if stream.config == config and stream.ownership.owner is None:
+                return stream
             return await self.update(config)
         return await self.create(config)
 
     async def declare(
-        self, configs: Sequence[StreamConfig], *, owner: str = "config"
-    ) -> tuple[str, ...]:
-        """Make the streams ``owner`` declares exist as declared (created, or reconfigured
-        live), and remove the ones it declared last time but no longer does. A declared name
-        belongs to its owner from then on, also if the API created it first. Returns the names
-        removed."""
-        record = _DECLARED_PREFIX + owner
-        raw = self.store.get_system_record(record)
-        before: Sequence[str] = () if raw is None else json.loads(raw)
-        for config in configs:
-            await self.upsert(config)
-        declared = {config.name for config in configs}
-        removed: tuple[str, ...] = ()
-        for name in before:
-            if name not in declared and name in self._streams:
-                log.warning(
-                    "stream %s is no longer declared by %s: removing it and its checkpoints",
-                    name, owner,
-                )  # fmt: skip
-                await self.remove(name)
-                removed += (name,)
-        if sorted(declared) != sorted(before):
-            await self.store.put_system_record(record, json.dumps(sorted(declared)).encode())
-        return removed
+        self,
+        configs: Sequence[StreamConfig],
+        *,
+        owner: str,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> DeclarePlan[StreamConfig]:
+        """Make the streams ``owner`` declares exist as declared (created, reconfigured live,
+        or adopted back from orphanhood with their checkpoints), orphan the ones it declared
+        before and no longer does, and with ``prune`` remove every orphan of ``owner`` with
+        its checkpoints. Checked whole first: a name made through the API raises
+        ``OwnershipConflict`` and nothing changes. ``dry_run`` only plans and checks. See
+        ``declare.py``."""
+        existing = {name: (s.config, s.ownership) for name, s in self._streams.items()}
+        plan = plan_declaration("stream", configs, existing, owner=owner, prune=prune)
+        if dry_run:
+            return plan
+        for config in plan.create:
+            stream = ChangeStream(config, self.store, self.clock, self)
+            stream.ownership = Ownership(owner)
+            self._streams[config.name] = stream
+            await self._persist(config, stream.ownership)
+        for config in (*plan.update, *plan.unchanged):
+            stream = self._streams[config.name]
+            if config.name in plan.adopt:
+                stream.ownership = stream.ownership.adopted()
+                log.info("stream %s is declared by %s again: resuming it", config.name, owner)
+            if stream.config != config:
+                await self._reconfigure(stream, config)
+            elif config.name in plan.adopt:
+                await self._persist(config, stream.ownership)
+        for name in plan.orphan:
+            stream = self._streams[name]
+            stream.ownership = stream.ownership.orphan()
+            await stream.close()
+            await self._persist(stream.config, stream.ownership)
+        for name in plan.prune:
+            pins = self._orphan(self._streams[name]).pins
+            await self.remove(name)
+            log.warning(
+                "pruned stream %s (no longer declared by %s) and its checkpoints%s",
+                name, owner, f" ({', '.join(sorted(pins))})" if pins else "",
+            )  # fmt: skip
+        return plan
 
     async def remove(self, name: str) -> None:
         """Stop the stream's processors and forget it, its definition and its checkpoints
@@ -208,9 +266,24 @@ class ChangeStreamManager:
         del self._streams[name]
         await self.store.delete_system_record(_RECORD_PREFIX + name)
 
+    def orphans(self) -> tuple[Orphan, ...]:
+        """The orphaned streams and the checkpoints with which they still pin retention."""
+        return tuple(self._orphan(s) for s in self.list() if s.ownership.orphaned)
+
+    def _orphan(self, stream: ChangeStream) -> Orphan:
+        prefix = checkpoint_key(stream.name, "")
+        pins = {
+            cp.name: cp.seq for cp in self.store.list_checkpoints() if cp.name.startswith(prefix)
+        }
+        return Orphan(
+            "stream", stream.name, stream.ownership.owner or "", pins,
+            delete=f"DELETE /streams/{stream.name}",
+        )  # fmt: skip
+
     def stats(self, name: str) -> dict[str, Any]:
         return self.get(name).stats()
 
-    async def _persist(self, config: StreamConfig) -> None:
-        record = json.dumps(config.to_dict(), sort_keys=True).encode()
+    async def _persist(self, config: StreamConfig, ownership: Ownership) -> None:
+        doc = {**config.to_dict(), **ownership.to_fields()}
+        record = json.dumps(doc, sort_keys=True).encode()
         await self.store.put_system_record(_RECORD_PREFIX + config.name, record)

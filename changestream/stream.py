@@ -2,7 +2,8 @@
 
 Each processor (and each remote consumer, such as a WebSocket client of a named stream) gets
 its own cursor and checkpoint, so processors run in parallel and a slow one never holds back
-the others.
+the others. An orphaned stream (see ``declare.py``) attaches no consumer: it delivers nothing,
+and its checkpoints stay where they were.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from .clock import Clock
 from .config import StreamConfig
 from .consumer import Consumer, checkpoint_key
 from .cursor import Cursor
-from .errors import ConsumerBusy
+from .declare import Ownership
+from .errors import ConsumerBusy, Orphaned
 from .processor import ProcessorRunner, StreamProcessor
 
 __all__ = ["ChangeStream", "CursorRegistry"]
@@ -43,6 +45,7 @@ class ChangeStream:
         self._runners: dict[str, ProcessorRunner] = {}
         self._memory_checkpoints: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        self.ownership = Ownership()  # set by the manager
 
     @property
     def name(self) -> str:
@@ -69,6 +72,8 @@ class ChangeStream:
     async def attach(self, consumer_name: str) -> Consumer:
         """A consumer for a reader that drives itself and acknowledges what it processed."""
         async with self._lock:
+            if self.ownership.orphaned:
+                raise Orphaned("stream", self.name, self.ownership.owner or "")
             if consumer_name in self._consumers:
                 raise ConsumerBusy(
                     f"consumer {consumer_name!r} of stream {self.name!r} is already attached; "
@@ -158,6 +163,7 @@ class ChangeStream:
         consumers = [c.stats() for c in self._consumers.values()]
         return {
             "name": self.name,
+            **self.ownership.to_dict(),
             "config": self.config.to_dict(),
             "last_seq": self._store.last_seq,
             "delivered": sum(c.delivered for c in consumers),

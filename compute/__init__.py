@@ -9,7 +9,8 @@ and ``StreamSQLEngine`` (``engine.sql``) plans SQL into pipelines. Depends on ``
 from __future__ import annotations
 
 from .aggregates import EMPTY, Aggregate, AggregateSet, Avg, Count, Max, Min, Reduce, Sum
-from .engine import StreamComputingEngine
+from .declare import PipelineDeclaration, PipelinesDeclared
+from .engine import Rebuild, StreamComputingEngine
 from .errors import (
     ComputeError,
     IncompatibleState,
@@ -49,11 +50,14 @@ __all__ = [
     "InvalidRecord",
     "Max",
     "Min",
+    "PipelineDeclaration",
     "PipelineDefinitionError",
     "PipelineExists",
     "PipelineOptions",
     "PipelineProcessor",
     "PipelineRuntime",
+    "PipelinesDeclared",
+    "Rebuild",
     "Reduce",
     "ResultTable",
     "ResultUpdate",

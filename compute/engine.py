@@ -5,17 +5,33 @@ a ``PipelineProcessor``. State is checkpointed under the pipeline's name; regist
 pipeline again (after a restart, or from the next run of a program) resumes from it if the
 definition's fingerprint is the same, and a different definition must say ``replace=True``
 to discard it. SQL pipelines and streams (``engine.sql``) are persisted as system records and
-come back by themselves; Python pipelines are registered by the program or the node's YAML.
+come back by themselves; Python pipelines are registered by the program, or declared by the
+node's YAML (``declare.py``), which stores how to build them again (``rebuild``).
+
+A declared pipeline its file no longer declares is *orphaned*: stopped, its state and results
+kept and readable, its checkpoint still holding back change-log retention, until it is
+deleted (``remove``) or pruned. Declared again, it resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from changestream import ChangeStreamManager, Clock, StreamConfig, UnknownStream
+from changestream import (
+    ChangeStreamManager,
+    Clock,
+    Orphan,
+    Orphaned,
+    Ownership,
+    OwnershipConflict,
+    StreamConfig,
+    UnknownStream,
+)
 from changestream.aio import cancel_and_wait
 from kvdb import Store
 
@@ -25,17 +41,25 @@ from .processor import PipelineProcessor
 from .runtime import PipelineRuntime
 from .state import checkpoint_name, state_prefix
 
-__all__ = ["StreamComputingEngine"]
+if TYPE_CHECKING:
+    from .declare import PipelineDeclaration, PipelinesDeclared
+
+__all__ = ["Rebuild", "StreamComputingEngine"]
 
 log = logging.getLogger("compute")
 
 STREAM_PREFIX = "_pipeline."
+PYTHON_RECORDS = "compute/python/pipeline/"  # declared Python pipelines: how to rebuild them
+
+Rebuild = Callable[[Mapping[str, Any]], StreamPipeline]  # a declaration's builder -> pipeline
 
 
 class StreamComputingEngine:
     """``checkpoint_interval_ms``: how often a running pipeline saves its state (0: after
     every batch); a crash recomputes at most that much. ``batch_size`` and
-    ``batch_timeout_ms`` shape the batches each pipeline's stream delivers."""
+    ``batch_timeout_ms`` shape the batches each pipeline's stream delivers. ``rebuild``
+    builds a declared Python pipeline again from the ``builder`` it was declared with (the
+    node resolves ``function: package.module:builder``), so it comes back after a restart."""
 
     def __init__(
         self,
@@ -46,6 +70,7 @@ class StreamComputingEngine:
         checkpoint_interval_ms: int = 1000,
         batch_size: int = 1000,
         batch_timeout_ms: int = 20,
+        rebuild: Rebuild | None = None,
     ) -> None:
         from .sql.engine import StreamSQLEngine  # the SQL layer is built on this one
 
@@ -55,6 +80,7 @@ class StreamComputingEngine:
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self.batch_size = batch_size
         self.batch_timeout_ms = batch_timeout_ms
+        self.rebuild = rebuild
         self._pipelines: dict[str, PipelineProcessor] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -71,6 +97,50 @@ class StreamComputingEngine:
         if self.checkpoint_interval_ms > 0:
             self._flusher = asyncio.create_task(self._flush_periodically(), name="compute flush")
         await self.sql.start()
+        await self._restore_declared_python()
+
+    async def _restore_declared_python(self) -> None:
+        """Bring back the Python pipelines a file declared: running, or held as orphans."""
+        for key, raw in self.store.list_system_records(PYTHON_RECORDS):
+            name = key[len(PYTHON_RECORDS) :]
+            doc, ownership = Ownership.split(_json_object(raw))
+            try:
+                if self.rebuild is None:
+                    raise ValueError("this engine was given no way to rebuild pipelines")
+                pipeline = self.rebuild(doc["builder"])
+            except Exception as exc:
+                log.error(
+                    "pipeline %s (declared by %s, built by %s) cannot be built again: %s; it "
+                    "stays stopped, its state kept", name, ownership.owner, doc.get("builder"), exc,
+                )  # fmt: skip
+                continue
+            if ownership.orphaned:
+                self.hold(pipeline, ownership)
+                continue
+            try:
+                await self.register(pipeline, origin="python", ownership=ownership)
+            except IncompatibleState:
+                log.warning("pipeline %s: its state is from another version; recomputing", name)
+                await self.register(pipeline, replace=True, origin="python", ownership=ownership)
+
+    async def declare(
+        self,
+        declarations: Sequence[PipelineDeclaration],
+        *,
+        owner: str,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> PipelinesDeclared:
+        """Apply ``owner``'s pipelines (SQL scripts and Python pipelines) under the rule of
+        ``changestream/declare.py``: see ``compute/declare.py``. ``dry_run`` only checks, and
+        works before ``start`` too."""
+        from .declare import declare_pipelines
+
+        if dry_run:
+            self.sql.load()
+        return await declare_pipelines(
+            self, declarations, owner=owner, prune=prune, dry_run=dry_run
+        )
 
     async def stop(self) -> None:
         """Stop every pipeline, saving its state."""
@@ -98,17 +168,22 @@ class StreamComputingEngine:
         replace: bool = False,
         origin: str = "python",
         sql: str | None = None,
+        ownership: Ownership | None = None,
     ) -> PipelineProcessor:
         """Start ``pipeline``, resuming its saved state if it has any. ``replace`` stops a
         running pipeline of the same name, and discards saved state of a different
-        definition (else ``PipelineExists`` / ``IncompatibleState``)."""
+        definition (else ``PipelineExists`` / ``IncompatibleState``). ``ownership`` is for
+        declarations: one a file declares is replaced only by its declaration."""
         async with self._lock:
             processor = PipelineProcessor(
                 pipeline, self.store, self.clock,
                 checkpoint_interval_ms=self.checkpoint_interval_ms, origin=origin, sql=sql,
             )  # fmt: skip
+            processor.ownership = ownership or Ownership()
             name = pipeline.name
             existing = self._pipelines.get(name)
+            if existing is not None:
+                _check_owner(existing, processor.ownership)
             if existing is not None and not replace:
                 raise PipelineExists(name)
             stored = (
@@ -131,6 +206,46 @@ class StreamComputingEngine:
             await self._attach(processor)
             self._pipelines[name] = processor
             return processor
+
+    def hold(self, pipeline: StreamPipeline, ownership: Ownership, sql: str | None = None) -> None:
+        """Keep an orphaned pipeline's saved state readable without running it."""
+        origin = "python" if sql is None else "sql"
+        processor = PipelineProcessor(
+            pipeline, self.store, self.clock,
+            checkpoint_interval_ms=self.checkpoint_interval_ms, origin=origin, sql=sql,
+        )  # fmt: skip
+        stored = PipelineRuntime.stored_fingerprint(processor.load_records())
+        if stored is not None and stored == processor.fingerprint:
+            processor.resume(processor.load_records())
+        elif stored is not None:
+            log.warning("orphaned pipeline %s: its state is from another version", pipeline.name)
+        processor.ownership = ownership
+        processor.status = "orphaned"
+        self._pipelines[pipeline.name] = processor
+
+    async def orphan(self, name: str) -> None:
+        """Stop the pipeline and keep it, its state and results: its owner dropped it."""
+        async with self._lock:
+            processor = self.get(name)
+            await self._stop(processor)
+            processor.ownership = processor.ownership.orphan()
+            processor.status = "orphaned"
+
+    def orphans(self) -> tuple[Orphan, ...]:
+        """The orphaned pipelines and the checkpoint with which each still pins retention."""
+        found = []
+        for processor in self.list():
+            if processor.ownership.orphaned:
+                checkpoint = self.store.get_checkpoint(checkpoint_name(processor.pipeline_name))
+                pins = {} if checkpoint is None else {checkpoint.name: checkpoint.seq}
+                found.append(
+                    Orphan(
+                        "pipeline", processor.pipeline_name, processor.ownership.owner or "",
+                        pins, f"DELETE /pipelines/{processor.pipeline_name}",
+                        note="its results stay readable",
+                    )
+                )  # fmt: skip
+        return tuple(found)
 
     def _start_position(self, pipeline: StreamPipeline) -> int:
         start = pipeline.options.start_from
@@ -174,7 +289,7 @@ class StreamComputingEngine:
                 await self.streams.remove(processor.stream_name)
             processor.stream_stats = None
             await processor.flush_locked()
-            if processor.status != "failed":
+            if processor.status not in ("failed", "orphaned"):
                 processor.status = "stopped"
         processor.feed.close()
 
@@ -188,6 +303,7 @@ class StreamComputingEngine:
             elif not self.has_state(name):
                 raise UnknownPipeline(name)
             await self._delete_state(name)
+            await self.store.delete_system_record(PYTHON_RECORDS + name)
         await self.sql.forget_pipeline(name)
 
     def has_state(self, name: str) -> bool:
@@ -217,3 +333,22 @@ class StreamComputingEngine:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {processor.pipeline_name: processor.stats() for processor in self.list()}
+
+
+def _check_owner(existing: PipelineProcessor, ownership: Ownership) -> None:
+    """Only a pipeline's declaration replaces a declared pipeline (the API and programs
+    change what they made); an orphan is declared again, or deleted."""
+    owner = existing.ownership.owner
+    if owner is None or ownership.owner == owner:
+        return
+    if existing.ownership.orphaned:
+        raise Orphaned("pipeline", existing.pipeline_name, owner)
+    raise OwnershipConflict.not_the_api("pipeline", existing.pipeline_name, owner)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}

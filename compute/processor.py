@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from changestream import Clock
+from changestream import Clock, Ownership
 from kvdb import ChangeEvent, Store
 
 from .errors import StepError
@@ -54,7 +54,8 @@ class PipelineProcessor:
         self.origin = origin
         self.sql = sql
         self.feed = UpdateFeed()
-        self.status = "starting"
+        self.status = "starting"  # running, stopped, failed, or orphaned (declare.py)
+        self.ownership = Ownership()
         self.error: StepError | None = None
         self.lock = asyncio.Lock()
         self.checkpointed_seq = -1
@@ -197,6 +198,7 @@ class PipelineProcessor:
         return {
             "name": self.pipeline_name,
             "origin": self.origin,
+            **self.ownership.to_dict(),
             "status": self.status,
             "error": None if self.error is None else self.error.message,
             "emit": self.pipeline.options.emit,

@@ -12,10 +12,16 @@ restart it resumes with exactly the counts of the events up to that checkpoint: 
 counted twice or lost. Each aggregation keeps its last ``keep_windows`` windows. An
 aggregation that is new (or whose definition changed) counts from the aggregator's position
 on; it does not re-read the past (replay the log for that).
+
+An orphaned aggregation (its file no longer declares it: ``changestream/declare.py``) stops
+counting and keeps its windows, readable. Declared again, it counts on from the aggregator's
+position: events committed meanwhile are not in its windows, unless no aggregation ran in
+between (the aggregator's checkpoint then stayed where it was, holding back retention).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,13 +30,30 @@ from typing import Any
 import orjson
 import re2
 
-from changestream import ChangeStreamError, Clock, Consumer, compile_pattern, parse_event_types
+from changestream import (
+    ChangeStreamError,
+    Clock,
+    Consumer,
+    Ownership,
+    compile_pattern,
+    parse_event_types,
+)
 from kvdb import ChangeEvent, EventType, Store
 
 from .config import RetryPolicy, check_name
 from .errors import InvalidAggregation, UnknownAggregation
 
-__all__ = ["AggregationSpec", "EventAggregator", "forget_aggregates"]
+__all__ = [
+    "AggregationSpec",
+    "EventAggregator",
+    "build_aggregator",
+    "forget_aggregates",
+    "forget_aggregation",
+    "spec_key",
+    "stored_aggregations",
+]
+
+log = logging.getLogger("eventbus.aggregator")
 
 RECORD_PREFIX = "bus/agg/"
 CONSUMER = "_aggregates"
@@ -83,6 +106,19 @@ class AggregationSpec:
             "sum_fields": list(self.sum_fields),
             "keep_windows": self.keep_windows,
         }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> AggregationSpec:
+        """The inverse of ``to_dict`` (for stored definitions)."""
+        try:
+            return cls(**doc)
+        except TypeError as exc:
+            raise InvalidAggregation(f"invalid aggregation definition {doc!r}: {exc}") from exc
+
+
+def spec_key(name: str) -> str:
+    """The record of an aggregation's definition (and ownership); its windows are beside it."""
+    return f"{RECORD_PREFIX}{name}/spec"
 
 
 def _field_value(event: ChangeEvent, path: Sequence[str], parsed: dict[int, Any]) -> Any:
@@ -191,6 +227,62 @@ class _Aggregation:
         }
 
 
+def build_aggregator(
+    store: Store, registered: Sequence[AggregationSpec], clock: Clock
+) -> EventAggregator | None:
+    """The aggregator of a starting bus: the program's aggregations (``registered``), the
+    declared ones that count, and the orphans (kept for reading); None if there is none."""
+    counting = list(registered)
+    ownership: dict[str, Ownership] = {}
+    orphans = []
+    for name, (doc, owned) in stored_aggregations(store).items():
+        if owned.owner is None:
+            continue  # the program's: it counts while the program registers it
+        try:
+            spec = AggregationSpec.from_dict(doc)
+        except InvalidAggregation as exc:
+            if not owned.orphaned:
+                raise
+            log.error("orphaned aggregation %s cannot be read: %s", name, exc.message)
+            continue
+        if owned.orphaned:
+            orphans.append((spec, owned))
+        elif any(r.name == name for r in registered):
+            raise InvalidAggregation(
+                f"the program registers an aggregation named {name!r}, but {owned.owner!r} "
+                "declares one of that name; rename one of them"
+            )
+        else:
+            counting.append(spec)
+            ownership[name] = owned
+    if not counting and not orphans:
+        return None
+    return EventAggregator(counting, clock, ownership=ownership, orphans=orphans)
+
+
+def stored_aggregations(store: Store) -> dict[str, tuple[dict[str, Any], Ownership]]:
+    """Every stored aggregation definition (JSON) with its ownership, by name."""
+    stored: dict[str, tuple[dict[str, Any], Ownership]] = {}
+    for key, raw in store.list_system_records(RECORD_PREFIX):
+        if key.endswith("/spec"):
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(doc, dict):
+                stored[key[len(RECORD_PREFIX) : -len("/spec")]] = Ownership.split(doc)
+    return stored
+
+
+def _stored_spec(raw: bytes | None) -> dict[str, Any] | None:
+    """A stored definition without its ownership fields (None if absent or unreadable)."""
+    try:
+        doc = None if raw is None else orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return Ownership.split(doc)[0] if isinstance(doc, dict) else None
+
+
 def raw_groups(raw: bytes) -> list[list[Any]]:
     groups = orjson.loads(raw)
     if not isinstance(groups, list):
@@ -206,19 +298,51 @@ class EventAggregator:
     flush_interval_ms: float = 0
     retry: RetryPolicy | None = RetryPolicy(max_attempts=1)
 
-    def __init__(self, specs: Iterable[AggregationSpec], clock: Clock) -> None:
+    def __init__(
+        self,
+        specs: Iterable[AggregationSpec],
+        clock: Clock,
+        *,
+        ownership: dict[str, Ownership] | None = None,
+        orphans: Iterable[tuple[AggregationSpec, Ownership]] = (),
+    ) -> None:
+        """``specs`` count; ``ownership`` says who declared which of them (absent: the
+        program); ``orphans`` only keep their windows, for reading."""
         self.name = CONSUMER
         self._clock = clock
         self._store: Store | None = None
         self._aggregations: dict[str, _Aggregation] = {}
+        self._orphans: dict[str, _Aggregation] = {}
+        self.ownership: dict[str, Ownership] = dict(ownership or {})
         for spec in specs:
             if spec.name in self._aggregations:
                 raise InvalidAggregation(f"aggregation names must be unique; {spec.name!r} repeats")
             self._aggregations[spec.name] = _Aggregation(spec)
+        for spec, owned in orphans:
+            if spec.name in self._aggregations:
+                raise InvalidAggregation(
+                    f"the program registers an aggregation named {spec.name!r}, but "
+                    f"{owned.owner!r} declared one of that name; rename one of them"
+                )
+            self._orphans[spec.name] = _Aggregation(spec)
+            self.ownership[spec.name] = owned
 
     @property
     def specs(self) -> list[AggregationSpec]:
         return [a.spec for a in self._aggregations.values()]
+
+    @property
+    def counting(self) -> bool:
+        """Whether any aggregation counts (else only orphans are kept, for reading)."""
+        return bool(self._aggregations)
+
+    @property
+    def orphans(self) -> list[str]:
+        return sorted(self._orphans)
+
+    def drop_orphan(self, name: str) -> None:
+        del self._orphans[name]
+        self.ownership.pop(name, None)
 
     async def start(self) -> None:
         """Windows are loaded by ``load`` before the consumer attaches; nothing else to open."""
@@ -237,19 +361,25 @@ class EventAggregator:
                 aggregation.add(event, parsed)
 
     def results(self, name: str | None = None) -> list[dict[str, Any]]:
-        if name is not None and name not in self._aggregations:
+        every = {**self._aggregations, **self._orphans}
+        if name is not None and name not in every:
             raise UnknownAggregation(name)
         now = self._clock.now_ms()
         return [
-            {**a.spec.to_dict(), "windows": a.rows(now)}
-            for a in self._aggregations.values()
-            if name is None or a.spec.name == name
+            {
+                **every[key].spec.to_dict(),
+                **self.ownership.get(key, Ownership()).to_dict(),
+                "windows": every[key].rows(now),
+            }
+            for key in every
+            if name is None or key == name
         ]
 
     # -- persistence: windows commit with the checkpoint ---------------------------------------
 
     async def load(self, store: Store) -> None:
-        """Load the persisted windows of unchanged aggregations; drop everything else."""
+        """Load the persisted windows of unchanged aggregations and of orphans; drop
+        everything else."""
         self._store = store
         deletes: list[str] = []
         puts: dict[str, bytes] = {}
@@ -259,19 +389,19 @@ class EventAggregator:
             name = key[len(RECORD_PREFIX) :].split("/", 1)[0]
             by_name.setdefault(name, []).append((key, raw))
         for name, entries in by_name.items():
-            aggregation = self._aggregations.get(name)
-            spec_key = f"{RECORD_PREFIX}{name}/spec"
-            stored = dict(entries).get(spec_key)
-            current = None if aggregation is None else orjson.dumps(aggregation.spec.to_dict())
-            if aggregation is None or stored != current:
+            aggregation = self._aggregations.get(name) or self._orphans.get(name)
+            key_of_spec = spec_key(name)
+            stored = dict(entries).get(key_of_spec)
+            if aggregation is None or _stored_spec(stored) != aggregation.spec.to_dict():
                 deletes.extend(key for key, _ in entries)
                 continue
             for key, raw in entries:
-                if key != spec_key:
+                if key != key_of_spec:
                     aggregation.decode(int(key.rsplit("/", 1)[1]), raw)
         for aggregation in self._aggregations.values():
-            spec_key = f"{RECORD_PREFIX}{aggregation.spec.name}/spec"
-            puts[spec_key] = orjson.dumps(aggregation.spec.to_dict())
+            name = aggregation.spec.name
+            fields = self.ownership.get(name, Ownership()).to_fields()
+            puts[spec_key(name)] = orjson.dumps({**aggregation.spec.to_dict(), **fields})
         await store.write_system_state(puts, [key for key in deletes if key not in puts])
 
     async def commit(self, consumer: Consumer, seq: int) -> None:
@@ -307,6 +437,13 @@ class EventAggregator:
                     (
                         aggregation.dirty if start in aggregation.windows else aggregation.expired
                     ).add(start)
+
+
+async def forget_aggregation(store: Store, name: str) -> None:
+    """Delete one aggregation's persisted windows and definition."""
+    keys = [key for key, _ in store.list_system_records(f"{RECORD_PREFIX}{name}/")]
+    if keys:
+        await store.write_system_state({}, keys)
 
 
 async def forget_aggregates(store: Store) -> None:

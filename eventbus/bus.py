@@ -8,7 +8,9 @@ matches each event once for all handlers (see ``routes.py`` for priority). Failu
 retried with backoff and then dead-lettered (``runner.py``, ``dead_letters.py``).
 
 Changes to handlers and routes are validated whole before anything is applied, and made one
-at a time under the bus's lock. See ``catalog.py`` for which definitions are stored.
+at a time under the bus's lock. See ``catalog.py`` for which definitions are stored, and
+``declare.py`` for what a configuration file declares and what becomes of what it drops
+(orphans: kept, listed, but delivering and routing nothing).
 """
 
 from __future__ import annotations
@@ -17,19 +19,27 @@ import asyncio
 import functools
 import logging
 import random
-from dataclasses import dataclass
 from typing import Any
 
-from changestream import ChangeStream, ChangeStreamManager, Clock, StreamConfig
+from changestream import (
+    ChangeStream,
+    ChangeStreamManager,
+    Clock,
+    Orphan,
+    Ownership,
+    OwnershipConflict,
+    StreamConfig,
+)
 from changestream.consumer import checkpoint_key
 from kvdb import Store
 from kvdb.stats import Histogram
 
 from .aggregator import CONSUMER as AGGREGATOR_CONSUMER
-from .aggregator import EventAggregator, forget_aggregates
+from .aggregator import EventAggregator, build_aggregator, forget_aggregates
 from .catalog import Catalog
 from .config import BusConfig
-from .dead_letters import DeadLetter, DeadLetterStore, describe_error
+from .dead_letters import DeadLetter, DeadLetterStore
+from .declare import BusDeclaration, declare_bus
 from .errors import (
     HandlerExists,
     HandlerInUse,
@@ -41,6 +51,12 @@ from .errors import (
     UnknownRoute,
 )
 from .handlers import EventHandler
+from .orphans import (
+    OrphanedDefinitions,
+    remove_orphaned_aggregation,
+    warn_about_leftover_checkpoints,
+)
+from .redrive import RedriveOutcome, redrive, redrive_all
 from .replayer import EventReplayer, ReplayRequest, ReplayResult
 from .routes import EventRoute, Router, RouteTable
 from .runner import Commit, HandlerRunner, Selector, acknowledge
@@ -51,16 +67,6 @@ from .stats import HandlerStats
 __all__ = ["BusSetup", "EventBus", "RedriveOutcome"]
 
 log = logging.getLogger("eventbus.bus")
-
-
-@dataclass(frozen=True)
-class RedriveOutcome:
-    id: str
-    redriven: bool
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "redriven": self.redriven, "error": self.error}
 
 
 class EventBus:
@@ -89,6 +95,8 @@ class EventBus:
         self._sources: dict[str, str] = {}  # handler -> "config" | "stored" | "code"
         self._routes: dict[str, EventRoute] = {}
         self._stored_routes: set[str] = set()
+        self._ownership: dict[str, Ownership] = {}  # "handler/<name>", "route/<name>"
+        self.orphaned = OrphanedDefinitions(store, self.config.stream)
         self._runners: dict[str, HandlerRunner] = {}
         self._aggregator_runner: HandlerRunner | None = None
         self._lock = asyncio.Lock()
@@ -99,9 +107,23 @@ class EventBus:
     def started(self) -> bool:
         return self._started
 
+    async def declare(
+        self, setup: BusSetup, *, owner: str, prune: bool = False, dry_run: bool = False
+    ) -> BusDeclaration:
+        """Apply ``owner``'s declaration (handler specs, routes, aggregations) to the stored
+        definitions, under the rule of ``changestream/declare.py``: before ``start``, so that
+        nothing runs under a definition the owner changed or dropped. Checked whole first;
+        ``dry_run`` only checks."""
+        if self._started and not dry_run:
+            raise RuntimeError("declare() applies before start(): stop the bus first")
+        return await declare_bus(
+            self.store, self.config.stream, setup, owner=owner, prune=prune, dry_run=dry_run
+        )
+
     async def start(self, setup: BusSetup | None = None) -> None:
-        """Declare ``setup``, restore stored definitions, and start every handler from its
-        checkpoint (or from now, for a new one). Everything is checked before anything
+        """Register ``setup`` (a program's handlers, routes and aggregations, not stored),
+        restore the stored definitions, and start every handler from its checkpoint (or from
+        now, for a new one); orphans are kept aside. Everything is checked before anything
         starts; on any failure nothing is left running. A bus with nothing to deliver to
         writes nothing: its system stream is made when the first handler attaches."""
         if self._started:
@@ -109,20 +131,22 @@ class EventBus:
         setup = setup or BusSetup()
         planned = plan(setup, self._catalog)
         table = RouteTable(planned.routes.values())
-        aggregator = EventAggregator(setup.aggregations, self.clock) if setup.aggregations else None
+        aggregator = build_aggregator(self.store, setup.aggregations, self.clock)
         self._started = True
         self._handlers, self._sources = planned.handlers, planned.sources
         self._routes, self._stored_routes = planned.routes, planned.stored_routes
+        self._ownership = planned.ownership
+        self.orphaned.load(planned.orphaned_handlers, planned.orphaned_routes)
         self.router.replace(table)
         try:
-            for name in planned.shadowed_handlers:
-                log.warning("handler %r is declared at start, which replaces its stored "
-                            "definition", name)  # fmt: skip
-                await self._catalog.delete_handler(name)
-            for name in planned.shadowed_routes:
-                log.warning("route %r is declared at start, which replaces its stored "
-                            "definition", name)  # fmt: skip
-                await self._catalog.delete_route(name)
+            for kind, names, delete in (
+                ("handler", planned.shadowed_handlers, self._catalog.delete_handler),
+                ("route", planned.shadowed_routes, self._catalog.delete_route),
+            ):
+                for name in names:
+                    log.warning("%s %r is registered by the program, which replaces its "
+                                "stored definition", kind, name)  # fmt: skip
+                    await delete(name)
             self.dead_letters.load()
             for handler in self._handlers.values():
                 await handler.start()
@@ -132,7 +156,8 @@ class EventBus:
         except BaseException:
             await self.stop()
             raise
-        self._warn_about_orphans()
+        known = {*self._handlers, *self.orphaned.handlers(), AGGREGATOR_CONSUMER}
+        warn_about_leftover_checkpoints(self.store, self.config.stream, known)
 
     async def stop(self) -> None:
         """Stop every handler (writing its checkpoint) and close it. Idempotent."""
@@ -151,6 +176,8 @@ class EventBus:
         self._aggregator_runner = self.aggregator = None
         self._handlers, self._sources, self._routes = {}, {}, {}
         self._stored_routes = set()
+        self._ownership = {}
+        self.orphaned.clear()
         self.router.replace(RouteTable())
 
     def _stream_config(self) -> StreamConfig:
@@ -197,24 +224,11 @@ class EventBus:
             return
         await aggregator.load(self.store)
         self.aggregator = aggregator
-        runner = await self._attach(aggregator, select=aggregator.select, commit=aggregator.commit)
-        self._aggregator_runner = runner
-
-    def _warn_about_orphans(self) -> None:
-        prefix = checkpoint_key(self.config.stream, "")
-        known = {*self._handlers, AGGREGATOR_CONSUMER}
-        orphans = sorted(
-            cp.name[len(prefix) :]
-            for cp in self.store.list_checkpoints()
-            if cp.name.startswith(prefix) and cp.name[len(prefix) :] not in known
-        )
-        if orphans:
-            log.warning(
-                "checkpoints of handler(s) %s hold change-log retention but no such handler is "
-                "defined; unless the program adds them from code, release them with "
-                "DELETE /bus/handlers/<name>",
-                ", ".join(orphans),
+        if aggregator.counting:  # else only orphans: the checkpoint stays where it stopped
+            runner = await self._attach(
+                aggregator, select=aggregator.select, commit=aggregator.commit
             )
+            self._aggregator_runner = runner
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -234,6 +248,7 @@ class EventBus:
         ``persist`` (a ``HandlerSpec`` only) its definition is stored and restored at start."""
         async with self._lock:
             name = handler.name
+            self.orphaned.check_free("handler", name)
             if name in self._handlers:
                 raise HandlerExists(name)
             return await self._install(handler, persist=persist)
@@ -244,6 +259,8 @@ class EventBus:
         """Add the handler, or replace the one of that name: the new one continues from the old
         one's checkpoint, so no event is skipped. Returns the handler and whether it is new."""
         async with self._lock:
+            self.orphaned.check_free("handler", handler.name)
+            self._check_not_declared("handler", handler.name)
             old = self._handlers.get(handler.name)
             if old is None:
                 return await self._install(handler, persist=persist), True
@@ -297,6 +314,12 @@ class EventBus:
         async with self._lock:
             self._require_started()
             key = checkpoint_key(self.config.stream, name)
+            if ("handler", name) in self.orphaned:
+                routes = self._handler_routes(name)
+                if routes:
+                    raise HandlerInUse(name, routes)
+                await self.orphaned.remove("handler", name, self._catalog)
+                return
             if name not in self._handlers:
                 if name == AGGREGATOR_CONSUMER or self.store.get_checkpoint(key) is None:
                     raise UnknownHandler(name)
@@ -310,20 +333,41 @@ class EventBus:
             self._detach(name)
             await self.store.delete_checkpoint(key)
             await _close(self._handlers.pop(name))
-            if self._sources.pop(name) == "stored":
+            if self._sources.pop(name) in ("stored", "config"):
                 await self._catalog.delete_handler(name)
+            self._ownership.pop(f"handler/{name}", None)
 
     def _detach(self, name: str) -> None:
         if self._stream is not None:
             self._stream.detach(name)
 
     def _handler_routes(self, name: str) -> list[str]:
-        return sorted(r.name for r in self._routes.values() if name in r.handler_names)
+        """The routes naming handler ``name``, orphaned ones included."""
+        routes = [r.name for r in self._routes.values() if name in r.handler_names]
+        return sorted(routes + self.orphaned.routes_naming(name))
 
     def source(self, name: str) -> str:
-        """Where handler ``name`` comes from: ``config``, ``stored`` or ``code``."""
+        """Where handler ``name`` comes from: ``config`` (a spec declared by the configuration
+        file, or registered by a program at every start), ``stored`` (made through the API)
+        or ``code`` (an object of the program's)."""
+        if ("handler", name) in self.orphaned:
+            return "config"
         self.handler(name)
         return self._sources[name]
+
+    def ownership(self, kind: str, name: str) -> Ownership:
+        """Who made the handler or route (``kind``) ``name``: see ``changestream.Ownership``."""
+        orphaned = self.orphaned.ownership(kind, name)
+        return orphaned or self._ownership.get(f"{kind}/{name}", Ownership())
+
+    def orphans(self) -> tuple[Orphan, ...]:
+        """What is orphaned, and the checkpoints with which it still pins retention."""
+        return self.orphaned.report(self.aggregator)
+
+    def _check_not_declared(self, kind: str, name: str) -> None:
+        owner = self._ownership.get(f"{kind}/{name}", Ownership()).owner
+        if owner is not None:
+            raise OwnershipConflict.not_the_api(kind, name, owner)
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -342,6 +386,7 @@ class EventBus:
 
     async def add_route(self, route: EventRoute, *, persist: bool = False) -> None:
         async with self._lock:
+            self.orphaned.check_free("route", route.name)
             if route.name in self._routes:
                 raise RouteExists(route.name)
             await self._set_route(route, persist)
@@ -349,15 +394,17 @@ class EventBus:
     async def put_route(self, route: EventRoute, *, persist: bool = False) -> bool:
         """Add the route or replace the one of that name; returns whether it is new."""
         async with self._lock:
+            self.orphaned.check_free("route", route.name)
+            self._check_not_declared("route", route.name)
             created = route.name not in self._routes
             await self._set_route(route, persist)
             return created
 
     async def _set_route(self, route: EventRoute, persist: bool) -> None:
         self._require_started()
-        check_route_handlers(route, self._handlers)
+        check_route_handlers(route, [*self._handlers, *self.orphaned.handlers()])
         if persist:
-            code = [n for n in route.handler_names if self._sources[n] == "code"]
+            code = [n for n in route.handler_names if self._sources.get(n) == "code"]
             if code:
                 raise InvalidRoute(
                     f"route {route.name!r} would be stored and restored at start, but handler(s) "
@@ -376,52 +423,39 @@ class EventBus:
 
     async def remove_route(self, name: str) -> None:
         async with self._lock:
+            if ("route", name) in self.orphaned:
+                await self.orphaned.remove("route", name, self._catalog)
+                return
             self.route(name)
             table = RouteTable(r for n, r in self._routes.items() if n != name)
             if name in self._stored_routes:
                 await self._catalog.delete_route(name)
                 self._stored_routes.discard(name)
             del self._routes[name]
+            self._ownership.pop(f"route/{name}", None)
             self.router.replace(table)
+
+    async def remove_aggregation(self, name: str) -> None:
+        """Remove an orphaned aggregation and its windows (``orphans.py``)."""
+        async with self._lock:
+            stream = self.config.stream
+            self.aggregator = await remove_orphaned_aggregation(
+                self.store, stream, self.aggregator, name
+            )
 
     # -- dead letters, replay, stats ----------------------------------------------------------
 
     async def redrive(self, handler: str, seq: int) -> RedriveOutcome:
-        """Deliver a dead letter to its handler again, once: handled, it is removed; failed,
-        it stays with the new error and one more attempt."""
-        letter = self.dead_letters.get(handler, seq)
-        if letter is None:
-            raise UnknownDeadLetter(handler, seq)
-        runner = self._runners.get(handler)
-        if runner is None:
-            raise UnknownHandler(handler)
-        error = await runner.deliver_once(letter.events)
-        if error is None:
-            await self.dead_letters.delete(handler, seq)
-            return RedriveOutcome(letter.id, True)
-        failed = letter.failed_again(describe_error(error), self.clock.now_ms())
-        await self.dead_letters.add(failed)
-        return RedriveOutcome(letter.id, False, failed.error)
+        """Deliver a dead letter to its handler again, once (see ``redrive.py``)."""
+        return await redrive(self.dead_letters, self._runners, self.clock, handler, seq)
 
     async def redrive_all(
         self, handler: str | None = None, *, limit: int = 1000
     ) -> list[RedriveOutcome]:
-        """Re-drive up to ``limit`` dead letters (of ``handler``), oldest first. After a
-        handler's first failure its remaining letters are left alone (its cause is likely
-        not fixed yet)."""
+        """Re-drive up to ``limit`` dead letters (of ``handler``), oldest first."""
         if handler is not None:
             self.handler(handler)
-        ids, _ = self.dead_letters.ids(handler, limit=limit)
-        outcomes: list[RedriveOutcome] = []
-        failing: set[str] = set()
-        for name, seq in ids:
-            if name in failing or name not in self._runners:
-                continue
-            outcome = await self.redrive(name, seq)
-            outcomes.append(outcome)
-            if not outcome.redriven:
-                failing.add(name)
-        return outcomes
+        return await redrive_all(self.dead_letters, self._runners, self.clock, handler, limit)
 
     async def replay(self, request: ReplayRequest) -> ReplayResult:
         return await self.replayer.replay(request)
@@ -433,23 +467,32 @@ class EventBus:
         return letter
 
     def stats(self) -> dict[str, HandlerStats]:
-        return {name: self._runners[name].stats() for name in sorted(self._runners)}
+        """Every handler's figures, orphans included (state ``orphaned``)."""
+        stats = {name: self._runners[name].stats() for name in self._runners}
+        stats.update({name: self.orphaned.stats(name) for name in self.orphaned.handlers()})
+        return {name: stats[name] for name in sorted(stats)}
 
     def latency_histograms(self) -> dict[str, Histogram]:
         """Commit-to-handled seconds per handler (for Prometheus)."""
         return {name: self._runners[name].counters.latency for name in sorted(self._runners)}
 
     def handler_stats(self, name: str) -> HandlerStats:
+        if ("handler", name) in self.orphaned:
+            return self.orphaned.stats(name)
         self.handler(name)
         return self._runners[name].stats()
 
     def describe(self, name: str) -> dict[str, Any]:
-        handler = self.handler(name)
-        describe = getattr(handler, "describe", None)
-        base = describe() if callable(describe) else {"name": name, "kind": "custom"}
+        if ("handler", name) in self.orphaned:
+            base = self.orphaned.describe(name)
+        else:
+            handler = self.handler(name)
+            describe = getattr(handler, "describe", None)
+            base = describe() if callable(describe) else {"name": name, "kind": "custom"}
         return {
             **base,
-            "source": self._sources[name],
+            "source": self.source(name),
+            **self.ownership("handler", name).to_dict(),
             "routes": self._handler_routes(name),
             "dead_letters": self.dead_letters.count(name),
         }

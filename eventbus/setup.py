@@ -1,10 +1,12 @@
-"""``BusSetup``: what is declared at every start, and its reconciliation with what is stored.
+"""``BusSetup``: what is registered at every start, and how it joins what is stored.
 
-At start the bus plans everything before it applies anything: the declared handlers (YAML
-specs, or handler objects from an embedding program), then the stored handlers whose names
-are not declared (a declared definition wins over a stored one, which is then dropped), then
-the declared and stored routes, each checked against the planned handlers. Any problem
-raises before a single handler starts.
+At start the bus plans everything before it applies anything: the handlers a program
+registers (handler objects, or specs) from code, then the stored handlers (made through the
+API, or declared by the configuration file: see ``declare.py``), then the routes, each
+checked against the planned handlers. A program's handler wins over a stored one of the
+same name made through the API (whose record is then dropped), but never over one the file
+declares. Orphaned definitions are set aside: they neither run nor route. Any problem raises
+before a single handler starts.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from changestream import Ownership
+
 from .aggregator import AggregationSpec
-from .catalog import Catalog
+from .catalog import Catalog, Stored
 from .errors import InvalidHandler, InvalidRoute
 from .handlers import EventHandler
 from .routes import EventRoute
@@ -25,7 +29,8 @@ __all__ = ["BusPlan", "BusSetup", "check_handler", "check_route_handlers", "plan
 
 @dataclass(frozen=True)
 class BusSetup:
-    """What is declared at every start: by the YAML file, or by a program embedding kvdb."""
+    """Handlers, routes and aggregations: what a program registers at every start (passed
+    to ``EventBus.start``), or what the configuration file declares (``EventBus.declare``)."""
 
     handlers: tuple[HandlerSpec | EventHandler, ...] = ()
     routes: tuple[EventRoute, ...] = ()
@@ -38,7 +43,10 @@ class BusPlan:
     sources: dict[str, str] = field(default_factory=dict)  # "config" | "stored" | "code"
     routes: dict[str, EventRoute] = field(default_factory=dict)
     stored_routes: set[str] = field(default_factory=set)
-    # stored definitions that a declaration of the same name replaces
+    ownership: dict[str, Ownership] = field(default_factory=dict)  # "handler/<name>", "route/.."
+    orphaned_handlers: dict[str, Stored] = field(default_factory=dict)
+    orphaned_routes: dict[str, Stored] = field(default_factory=dict)
+    # stored definitions (made through the API) that a program's one of the same name replaces
     shadowed_handlers: list[str] = field(default_factory=list)
     shadowed_routes: list[str] = field(default_factory=list)
 
@@ -52,24 +60,51 @@ def plan(setup: BusSetup, catalog: Catalog) -> BusPlan:
             raise InvalidHandler(f"handler names must be unique; {handler.name!r} repeats")
         handlers[handler.name] = handler
         sources[handler.name] = "config" if isinstance(item, HandlerSpec) else "code"
-    for name, spec in catalog.handlers().items():
+    result.orphaned_handlers = _orphans(catalog.handler_records())
+    for name, (_, ownership) in result.orphaned_handlers.items():
         if name in handlers:
+            _shadow("handler", name, ownership)
+    for name, (spec, ownership) in catalog.handlers().items():
+        if name in handlers:
+            _shadow("handler", name, ownership)
             result.shadowed_handlers.append(name)
-        else:
-            handlers[name], sources[name] = spec.build(), "stored"
+            continue
+        handlers[name] = spec.build()
+        sources[name] = "stored" if ownership.owner is None else "config"
+        result.ownership[f"handler/{name}"] = ownership
+    known = [*handlers, *result.orphaned_handlers]
     for route in setup.routes:
         if route.name in result.routes:
             raise InvalidRoute(f"route names must be unique; {route.name!r} repeats")
-        check_route_handlers(route, handlers)
+        check_route_handlers(route, known)
         result.routes[route.name] = route
-    for name, route in catalog.routes().items():
+    result.orphaned_routes = _orphans(catalog.route_records())
+    for name, (_, ownership) in result.orphaned_routes.items():
         if name in result.routes:
+            _shadow("route", name, ownership)
+    for name, (route, ownership) in catalog.routes().items():
+        if name in result.routes:
+            _shadow("route", name, ownership)
             result.shadowed_routes.append(name)
             continue
-        check_route_handlers(route, handlers, stored=True)
+        check_route_handlers(route, known, stored=True)
         result.routes[name] = route
         result.stored_routes.add(name)
+        result.ownership[f"route/{name}"] = ownership
     return result
+
+
+def _orphans(records: dict[str, Stored]) -> dict[str, Stored]:
+    return {name: stored for name, stored in records.items() if stored[1].orphaned}
+
+
+def _shadow(kind: str, name: str, ownership: Ownership) -> None:
+    if ownership.owner is not None:
+        error = InvalidHandler if kind == "handler" else InvalidRoute
+        raise error(
+            f"the program registers a {kind} named {name!r}, but {ownership.owner!r} declares "
+            f"one of that name; rename one of them"
+        )
 
 
 def check_handler(handler: Any) -> EventHandler:

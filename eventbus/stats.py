@@ -10,7 +10,7 @@ from typing import Any
 
 from kvdb.stats import Histogram
 
-__all__ = ["LATENCY_BUCKETS", "HandlerCounters", "HandlerStats", "percentile"]
+__all__ = ["LATENCY_BUCKETS", "HandlerCounters", "HandlerStats", "orphan_stats", "percentile"]
 
 # Seconds from commit to handler return; batching handlers wait up to their flush interval.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5, 10, 30)
@@ -77,6 +77,17 @@ class HandlerStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+def orphan_stats(name: str, checkpoint: int, last_seq: int) -> HandlerStats:
+    """An orphaned handler's figures: it runs no more, and lags behind from its checkpoint
+    (which is what still holds back change-log retention)."""
+    return HandlerStats(
+        name=name, state="orphaned", checkpoint=checkpoint, handled_through=checkpoint,
+        delivered=0, failed=0, retried=0, dead_lettered=0, dead_letters_evicted=0, pending=0,
+        lag_events=max(0, last_seq - checkpoint), lag_ms=0.0, latency_ms_p50=None,
+        latency_ms_p99=None, last_error=None,
+    )  # fmt: skip
 
 
 def percentile(samples: Iterable[float], q: int) -> float | None:

@@ -94,11 +94,6 @@ class RealtimeSyncProcessor:
         for channel in self.channels.values():
             await channel.target.close()
 
-    async def forget(self) -> None:
-        """Remove the processor's stream and its checkpoints (after ``stop``)."""
-        with contextlib.suppress(Exception):
-            await self.streams.remove(self.config.stream_name)
-
     def pause(self) -> None:
         for channel in self.channels.values():
             channel.pause()

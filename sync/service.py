@@ -1,16 +1,31 @@
 """``SyncService``: replication on one node. It runs the node's sync processors (declared by
 the configuration file or made through the API, stored so they survive restarts), answers
 other nodes through its ``SyncReceiver``, and keeps tombstones until every target has them.
+
+Declarations follow the rule of every subsystem (``changestream/declare.py``): what the file
+declares is created or updated; what it declared before and no longer does is orphaned,
+stopped and kept (its stream's checkpoints keep the log for its targets) until deleted or
+pruned; processors made through the API are never touched by the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from changestream import ChangeStreamManager, Clock, SystemClock
+from changestream import (
+    ChangeStreamManager,
+    Clock,
+    DeclarePlan,
+    Orphan,
+    Ownership,
+    SystemClock,
+    UnknownStream,
+    plan_declaration,
+)
 from kvdb import ConflictRecord, Resolver, Store
 
 from .config import SyncConfig
@@ -42,27 +57,95 @@ class SyncService:
         self.target_factory = target_factory
         self.receiver = SyncReceiver(store, self.resolver_for, max_clock_skew_ms=max_clock_skew_ms)
         self._processors: dict[str, RealtimeSyncProcessor] = {}
+        self._ownership: dict[str, Ownership] = {}
+        self._orphans: dict[str, tuple[SyncConfig, Ownership]] = {}
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the stored processors and guard tombstones for them."""
+        """Start the stored processors (orphans stay stopped) and guard tombstones for them."""
         self.store.replica.tombstone_guard = self._every_target_has
+        for name, (config, ownership) in self._stored().items():
+            if ownership.orphaned:
+                self._orphans[name] = (config, ownership)
+            else:
+                await self._run(config)
+                self._ownership[name] = ownership
+        self._started = True
+
+    async def declare(
+        self,
+        configs: Sequence[SyncConfig],
+        *,
+        owner: str,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> DeclarePlan[SyncConfig]:
+        """Store what ``owner`` declares (before ``start``, which runs it): created, updated
+        or adopted back; orphan what it no longer declares; with ``prune`` forget its orphans
+        with their streams and checkpoints. Checked whole first (ownership, targets, overlaps):
+        on an error nothing changes. ``dry_run`` only plans and checks."""
+        if self._started:
+            raise RuntimeError("declare sync processors before the service starts")
+        existing = self._stored()
+        plan = plan_declaration("sync processor", configs, existing, owner=owner, prune=prune)
+        leaving = {*plan.orphan, *plan.prune, *plan.kept}
+        staying = [
+            config for name, (config, ownership) in existing.items()
+            if name not in leaving and not ownership.orphaned
+            and name not in {c.name for c in configs}
+        ]  # fmt: skip
+        for config in configs:
+            self.check(config, ())
+        check_overlaps([*configs, *staying])
+        if dry_run:
+            return plan
+        for config in plan.create:
+            await self._persist(config, Ownership(owner))
+        for config in (*plan.update, *plan.unchanged):
+            if config in plan.update or plan.rewrites(config.name):
+                await self._persist(config, Ownership(owner))
+        for name in plan.orphan:
+            config, ownership = existing[name]
+            await self._persist(config, ownership.orphan())
+        for name in plan.prune:
+            await self._forget(existing[name][0])
+            log.warning("pruned sync processor %s (no longer declared by %s)", name, owner)
+        return plan
+
+    def orphans(self) -> tuple[Orphan, ...]:
+        """The orphaned processors, with the checkpoints by which they still pin the log."""
+        found = []
+        for name, (config, ownership) in sorted(self._orphans.items()):
+            prefix = f"stream/{config.stream_name}/"
+            pins = {
+                cp.name: cp.seq
+                for cp in self.store.list_checkpoints()
+                if cp.name.startswith(prefix)
+            }
+            found.append(Orphan("sync processor", name, ownership.owner or "", pins,
+                                delete=f"DELETE /sync/processors/{name}"))  # fmt: skip
+        return tuple(found)
+
+    def _stored(self) -> dict[str, tuple[SyncConfig, Ownership]]:
+        stored: dict[str, tuple[SyncConfig, Ownership]] = {}
         for key, raw in self.store.list_system_records(_RECORD_PREFIX):
             try:
-                config = SyncConfig.from_dict(json.loads(raw)["config"])
+                doc, ownership = Ownership.split(json.loads(raw))
+                config = SyncConfig.from_dict(doc["config"])
             except (ValueError, KeyError, TypeError, InvalidSyncConfig) as exc:
                 log.error("ignoring unreadable sync processor %s: %s", key, exc)
                 continue
-            await self._run(config)
-        self._started = True
+            stored[config.name] = (config, ownership)
+        return stored
 
     async def stop(self) -> None:
         self.store.replica.tombstone_guard = None
         for processor in list(self._processors.values()):
             await processor.stop()
         self._processors.clear()
+        self._orphans.clear()
         self._started = False
 
     # -- processors ---------------------------------------------------------------------------
@@ -77,12 +160,13 @@ class SyncService:
         return [self._processors[name] for name in sorted(self._processors)]
 
     async def create(self, config: SyncConfig) -> RealtimeSyncProcessor:
-        """Start (and store) a new sync processor."""
-        if config.name in self._processors:
+        """Start (and store) a new sync processor, made through the API (no owner)."""
+        if config.name in self._processors or config.name in self._orphans:
             raise SyncProcessorExists(config.name)
         self.check(config, self._processors.values())
         processor = await self._run(config)
-        await self._persist(config)
+        self._ownership[config.name] = Ownership()
+        await self._persist(config, Ownership())
         return processor
 
     async def attach(
@@ -96,13 +180,22 @@ class SyncService:
         return await self._run(config, targets)
 
     async def remove(self, name: str) -> None:
-        """Stop a processor and forget it, with its stream and the checkpoints that pinned
-        the log for its targets."""
+        """Stop a processor (running or orphaned) and forget it, with its stream and the
+        checkpoints that pinned the log for its targets."""
+        if name in self._orphans:
+            config, _ = self._orphans.pop(name)
+            await self._forget(config)
+            return
         processor = self.get(name)
         await processor.stop()
-        await processor.forget()
         del self._processors[name]
-        await self.store.delete_system_record(_RECORD_PREFIX + name)
+        self._ownership.pop(name, None)
+        await self._forget(processor.config)
+
+    async def _forget(self, config: SyncConfig) -> None:
+        with contextlib.suppress(UnknownStream):
+            await self.streams.remove(config.stream_name)
+        await self.store.delete_system_record(_RECORD_PREFIX + config.name)
 
     def check(self, config: SyncConfig, others: Iterable[RealtimeSyncProcessor]) -> None:
         """Refuse a config that targets this node, or a target another processor already
@@ -130,13 +223,18 @@ class SyncService:
         self._processors[config.name] = processor
         return processor
 
-    async def _persist(self, config: SyncConfig, **ownership: Any) -> None:
-        record = {"config": config.to_dict(), **ownership}
+    async def _persist(self, config: SyncConfig, ownership: Ownership) -> None:
+        record = {"config": config.to_dict(), **ownership.to_fields()}
         await self.store.put_system_record(
             _RECORD_PREFIX + config.name, json.dumps(record, sort_keys=True).encode()
         )
 
     # -- the receiving side, and what the node shows ------------------------------------------
+
+    def ownership(self, name: str) -> Ownership:
+        if name in self._orphans:
+            return self._orphans[name][1]
+        return self._ownership.get(name, Ownership())
 
     def resolver_for(self, source: str) -> Resolver | None:
         """The conflict rules for batches from ``source``: those of the processor that sends
@@ -157,7 +255,11 @@ class SyncService:
             "epoch": replica.epoch,
             "last_seq": self.store.last_seq,
             "conflicts": replica.conflict_count(),
-            "processors": [processor.status() for processor in self.list()],
+            "processors": [
+                {**processor.status(), **self.ownership(processor.name).to_dict()}
+                for processor in self.list()
+            ],
+            "orphaned": [orphan.to_dict() for orphan in self.orphans()],
             "inbound": [
                 {
                     "source": c.source,

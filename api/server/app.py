@@ -139,6 +139,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
             "bus": bus_summary(node),
             "sync": sync_summary(node),
             "pipelines": pipeline_summary(node),
+            "orphaned": [orphan.to_dict() for orphan in node.orphans()],
         }
 
     @api.get("/metrics", tags=["operations"], dependencies=[require(Role.READ)])
@@ -155,7 +156,7 @@ def _stream_summary(stats: dict[str, Any]) -> dict[str, Any]:
     consumers = {
         c["name"]: {k: c[k] for k in ("state", "checkpoint", *keys)} for c in stats["consumers"]
     }
-    return {**{k: stats[k] for k in keys}, "consumers": consumers}
+    return {**{k: stats[k] for k in keys}, "orphaned": stats["orphaned"], "consumers": consumers}
 
 
 def _install_error_handlers(api: FastAPI) -> None:

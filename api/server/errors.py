@@ -29,6 +29,8 @@ from changestream import (
     CursorClosed,
     InvalidAck,
     InvalidStreamConfig,
+    Orphaned,
+    OwnershipConflict,
     StreamExists,
     UnknownStream,
 )
@@ -171,6 +173,8 @@ _STATUS_BY_STREAM_ERROR: list[tuple[type[ChangeStreamError], int]] = [
     (UnknownStream, 404),
     (StreamExists, 409),
     (ConsumerBusy, 409),
+    (OwnershipConflict, 409),
+    (Orphaned, 409),
     (CursorClosed, 410),
 ]
 

@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import ConfigError
-from .root import Settings
+from .root import DEFAULTS_SOURCE, Settings
 
 __all__ = ["load_settings"]
 
@@ -28,7 +28,7 @@ def load_settings(
 ) -> Settings:
     """Settings from ``path`` (YAML), or the defaults when ``path`` is None. ``overrides``
     (e.g. command-line options) replace fields per section; None values are ignored."""
-    data, lines, source = _read_yaml(Path(path)) if path is not None else ({}, {}, "<defaults>")
+    data, lines, source = _read_yaml(Path(path)) if path is not None else ({}, {}, DEFAULTS_SOURCE)
     for section, fields in (overrides or {}).items():
         given = {k: v for k, v in fields.items() if v is not None}
         if given:
@@ -64,6 +64,7 @@ def _validate(data: dict[str, Any], source: str, lines: dict[tuple[Any, ...], in
         settings = Settings.model_validate({**data, "source": source}, context=context)
     except PydanticValidationError as exc:
         raise ConfigError(_describe(exc, source, lines)) from exc
+    settings._lines = lines
     return settings
 
 

@@ -14,22 +14,26 @@ script of CREATE STREAM / CREATE PIPELINE statements::
             GROUP BY page, window_start, window_end;
 
 Import paths and SQL syntax are checked when the file is loaded, so mistakes are reported with
-the file, line and field; the pipelines are built and started by the node. The file is the
-source of truth: a pipeline whose definition changed replaces the old one (its state is
-recomputed from the change log), an unchanged one resumes its saved state.
+the file, line and field; the pipelines are built and started by the node. They are the
+file's declarations (``compute/declare.py``): a pipeline whose definition changed replaces
+the old one (its state is recomputed from the change log), an unchanged one resumes its saved
+state, and one the file no longer declares is orphaned (stopped, its results kept) until it is
+deleted or pruned. A script may not DROP: leave the object out instead.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from changestream import OwnershipConflict
 from compute import (
     ComputeError,
+    PipelineDeclaration,
     SqlError,
     StreamComputingEngine,
     StreamPipeline,
@@ -38,7 +42,7 @@ from compute.sql import parse_script
 
 from ..errors import ConfigError
 
-__all__ = ["PipelineSettings", "start_pipelines"]
+__all__ = ["DeclaredPipelines", "PipelineSettings", "rebuild_pipeline"]
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -64,9 +68,16 @@ class PipelineSettings(BaseModel):
     def _parses(cls, script: str | None) -> str | None:
         if script is not None:
             try:
-                parse_script(script)
+                statements = parse_script(script)
             except SqlError as exc:
                 raise ValueError(f"in the SQL: {exc.message}") from None
+            for statement in statements:
+                if statement.kind.startswith("DROP"):
+                    raise ValueError(
+                        f"line {statement.line}: a file declares what exists, so it may not "
+                        f"{statement.kind}: leave the object out (it is orphaned, and removed "
+                        "with prune: true), or drop it through POST /sql"
+                    )
         return script
 
     @model_validator(mode="after")
@@ -102,43 +113,74 @@ def resolve_builder(path: str) -> Callable[..., Any]:
 
 def build_pipeline(entry: PipelineSettings) -> StreamPipeline:
     assert entry.function is not None
-    builder = resolve_builder(entry.function)
     try:
-        pipeline = builder(**entry.args)
+        return rebuild_pipeline({"function": entry.function, "args": entry.args})
+    except ConfigError as exc:
+        raise ConfigError(f"pipelines: {entry.label}: {exc}") from exc
+
+
+def rebuild_pipeline(builder: Mapping[str, Any]) -> StreamPipeline:
+    """The pipeline that ``{"function": "package.module:builder", "args": {...}}`` builds:
+    how the engine builds a declared Python pipeline again after a restart."""
+    function = builder.get("function")
+    try:
+        make = resolve_builder(str(function))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        pipeline = make(**builder.get("args", {}))
     except ComputeError as exc:
-        raise ConfigError(f"pipelines: {entry.label}: {exc.message}") from exc
+        raise ConfigError(exc.message) from exc
     except Exception as exc:
-        raise ConfigError(
-            f"pipelines: {entry.label}: the builder raised {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ConfigError(f"the builder raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(pipeline, StreamPipeline):
         raise ConfigError(
-            f"pipelines: {entry.label}: the builder returned {type(pipeline).__name__}; it must "
-            "return a StreamPipeline"
+            f"the builder returned {type(pipeline).__name__}; it must return a StreamPipeline"
         )
     return pipeline
 
 
-async def start_pipelines(
-    compute: StreamComputingEngine, entries: Sequence[PipelineSettings], source: str | None
-) -> None:
-    """Register the configured pipelines (SQL ones idempotently); errors name the entry."""
-    where = source or "settings"
-    built: set[str] = set()
-    for entry in entries:
-        try:
+class DeclaredPipelines:
+    """The file's ``pipelines:`` as declarations (Python ones built once), and their
+    declaration with errors that name the entry (see the module docstring)."""
+
+    def __init__(self, entries: Sequence[PipelineSettings], where: Callable[..., str]) -> None:
+        self.entries = entries
+        self.where = where
+        self.declarations: list[PipelineDeclaration] = []
+        self.names: dict[str, int] = {}  # pipeline or SQL stream name -> entry index
+        for index, entry in enumerate(entries):
             if entry.sql is not None:
-                await compute.sql.execute(entry.sql, declared=True)
+                self.declarations.append(PipelineDeclaration(sql=entry.sql))
+                for statement in parse_script(entry.sql):
+                    if statement.name is not None:
+                        self.names.setdefault(statement.name, index)
                 continue
-            pipeline = build_pipeline(entry)
-            if pipeline.name in built:
+            try:
+                pipeline = build_pipeline(entry)
+            except ConfigError as exc:
+                raise ConfigError(f"{self._where(index)}: {exc}") from exc
+            if pipeline.name in self.names:
                 raise ConfigError(
-                    f"pipelines: {entry.label}: another entry already built a pipeline named "
-                    f"{pipeline.name!r}; pipeline names must be unique"
+                    f"{self._where(index)}: pipelines: {entry.label}: another entry already "
+                    f"built a pipeline named {pipeline.name!r}; pipeline names must be unique"
                 )
-            built.add(pipeline.name)
-            await compute.register(pipeline, replace=True)
+            self.names[pipeline.name] = index
+            builder = {"function": entry.function, "args": entry.args}
+            self.declarations.append(PipelineDeclaration(pipeline=pipeline, builder=builder))
+
+    def _where(self, index: int) -> str:
+        field = "sql" if self.entries[index].sql is not None else "function"
+        return str(self.where("pipelines", index, field))
+
+    async def declare(
+        self, compute: StreamComputingEngine, *, owner: str, prune: bool, dry_run: bool = False
+    ) -> None:
+        try:
+            await compute.declare(self.declarations, owner=owner, prune=prune, dry_run=dry_run)
+        except OwnershipConflict as exc:
+            raise ConfigError(f"{self._where(self.names.get(exc.name, 0))}: {exc.message}") from exc
         except ComputeError as exc:
-            raise ConfigError(f"{where}: pipelines: {entry.label}: {exc.message}") from exc
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
+            index = exc.fields.get("declaration", 0)
+            label = self.entries[index].label
+            raise ConfigError(f"{self._where(index)}: pipelines: {label}: {exc.message}") from exc

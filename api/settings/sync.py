@@ -24,7 +24,6 @@ a resolver that does not import, two entries replicating to one node::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
@@ -35,18 +34,16 @@ from sync import (
     PolicyRule,
     SyncConfig,
     SyncError,
-    SyncService,
     TargetConfig,
 )
 from sync.config import check_endpoint
 from sync.conflicts import load_resolver
 from sync.service import check_overlaps
 
-from ..errors import ConfigError
 from .base import Section, empty_is_none
 from .units import Duration
 
-__all__ = ["SyncSettings", "start_sync"]
+__all__ = ["SyncSettings", "check_sync_section"]
 
 
 def _sync_error(check: Any) -> Any:
@@ -149,17 +146,3 @@ def check_sync_section(cls: Any, entries: tuple[SyncSettings, ...]) -> tuple[Syn
         raise ValueError(f"sync names must be unique; repeated: {', '.join(repeated)}")
     _sync_error(lambda: check_overlaps([entry.sync_config() for entry in entries]))
     return entries
-
-
-async def start_sync(
-    service: SyncService, entries: Sequence[SyncSettings], source: str | None
-) -> None:
-    """Run the file's sync processors; errors name the file and the entry."""
-    for entry in entries:
-        config = entry.sync_config()
-        try:
-            if config.name in {p.name for p in service.list()}:
-                await service.remove(config.name)
-            await service.create(config)
-        except SyncError as exc:
-            raise ConfigError(f"{source or 'settings'}: sync: {entry.name}: {exc.message}") from exc

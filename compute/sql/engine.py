@@ -5,6 +5,10 @@ the catalog (so a script may create a stream and then a pipeline reading it): a 
 planning error applies nothing. Then its statements apply in order. Streams and pipelines
 created in SQL are persisted as system records (their statement's text) and come back after
 a restart, the pipelines resuming their checkpointed state.
+
+Those a configuration file declares carry their owner in the record (``compute/declare.py``):
+a script sent through the API does not replace them, and an orphaned pipeline comes back held
+(its results readable), not running.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from changestream import Orphaned, Ownership, OwnershipConflict
 
 from ..errors import (
     IncompatibleState,
@@ -71,38 +77,60 @@ class StreamSQLEngine:
         self.compute = compute
         self.streams: dict[str, StreamDefinition] = {}
         self.pipelines: dict[str, PlannedPipeline] = {}
+        self.ownership: dict[str, Ownership] = {}  # "stream/<name>", "pipeline/<name>"
+        self._owner: str | None = None  # of the script being applied (execute's owner)
+        self._loaded = False
         self._lock = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bring back the persisted streams, then the pipelines (resuming their state)."""
+    def load(self) -> None:
+        """Read the persisted streams and pipelines (once), without running anything."""
+        if self._loaded:
+            return
+        self._loaded = True
         store = self.compute.store
         for key, raw in store.list_system_records(STREAM_RECORDS):
             try:
-                (statement,) = parse_script(json.loads(raw)["sql"])
+                doc, ownership = Ownership.split(json.loads(raw))
+                (statement,) = parse_script(doc["sql"])
                 definition = define_stream(statement, statement.text)
-            except (SqlError, ValueError, KeyError) as exc:
+            except (SqlError, ValueError, KeyError, AttributeError) as exc:
                 log.error("ignoring the unreadable SQL stream %s: %s", key, exc)
                 continue
             self.streams[definition.name] = definition
+            self.ownership[f"stream/{definition.name}"] = ownership
         for key, raw in store.list_system_records(PIPELINE_RECORDS):
             try:
-                (statement,) = parse_script(json.loads(raw)["sql"])
+                doc, ownership = Ownership.split(json.loads(raw))
+                (statement,) = parse_script(doc["sql"])
                 planned = plan_pipeline(statement, self.streams, statement.text)
-            except (SqlError, ValueError, KeyError) as exc:
+            except (SqlError, ValueError, KeyError, AttributeError) as exc:
                 log.error("cannot restore the SQL pipeline %s: %s", key, exc)
                 continue
-            try:
-                await self.compute.register(planned.pipeline, origin="sql", sql=planned.sql)
-            except IncompatibleState:
-                log.warning(
-                    "pipeline %s: its state is from another version; recomputing", planned.name
-                )
-                await self.compute.register(
-                    planned.pipeline, replace=True, origin="sql", sql=planned.sql
-                )
             self.pipelines[planned.name] = planned
+            self.ownership[f"pipeline/{planned.name}"] = ownership
+
+    async def start(self) -> None:
+        """Bring back the persisted streams, then the pipelines (resuming their state); an
+        orphaned pipeline is held, its results readable, not run."""
+        self.load()
+        for name, planned in self.pipelines.items():
+            ownership = self.ownership.get(f"pipeline/{name}", Ownership())
+            if ownership.orphaned:
+                self.compute.hold(planned.pipeline, ownership, planned.sql)
+            else:
+                await self._restore(planned, ownership)
+
+    async def _restore(self, planned: PlannedPipeline, ownership: Ownership) -> None:
+        register = self.compute.register
+        try:
+            await register(planned.pipeline, origin="sql", sql=planned.sql, ownership=ownership)
+        except IncompatibleState:
+            log.warning("pipeline %s: its state is from another version; recomputing", planned.name)
+            await register(
+                planned.pipeline, replace=True, origin="sql", sql=planned.sql, ownership=ownership
+            )
 
     # -- scripts ------------------------------------------------------------------------------
 
@@ -110,45 +138,92 @@ class StreamSQLEngine:
         """Parse only (no catalog needed): for checking a script early, e.g. in settings."""
         return parse_script(script)
 
-    async def execute(self, script: str, *, declared: bool = False) -> list[StatementResult]:
+    async def execute(
+        self, script: str, *, declared: bool = False, owner: str | None = None
+    ) -> list[StatementResult]:
         """Plan the whole script, then apply it. ``declared`` (a node's YAML) makes CREATE
-        idempotent: an identical definition is left alone, a different one replaces it."""
+        idempotent: an identical definition is left alone, a different one replaces it.
+        ``owner`` (which implies ``declared``) is stored with what the script creates; call
+        it through ``StreamComputingEngine.declare``, which checks ownership first. Without
+        one, the script may not replace what an owner declared."""
         async with self._lock:
             statements = parse_script(script)
-            actions = _Plan(self, script, declared).actions(statements)
-            return [await apply() for apply in actions]
+            if owner is None:
+                self._check_not_declared(statements)
+            actions = _Plan(self, script, declared or owner is not None).actions(statements)
+            self._owner = owner
+            try:
+                return [await apply() for apply in actions]
+            finally:
+                self._owner = None
+
+    def _check_not_declared(self, statements: list[Statement]) -> None:
+        """An API script may drop what a file declared (an explicit delete) but not replace
+        it, nor touch an orphan but to drop it."""
+        for statement in statements:
+            if not statement.kind.startswith("CREATE") or statement.name is None:
+                continue
+            kind = statement.kind.removeprefix("CREATE ").lower()
+            ownership = self.ownership.get(f"{kind}/{statement.name}", Ownership())
+            if ownership.owner is None or statement.node.args.get("exists"):
+                continue
+            label = "SQL stream" if kind == "stream" else "pipeline"
+            if ownership.orphaned:
+                raise Orphaned(label, statement.name, ownership.owner)
+            if statement.node.args.get("replace"):
+                raise OwnershipConflict.not_the_api(label, statement.name, ownership.owner)
+
+    async def set_ownership(self, kind: str, name: str, ownership: Ownership) -> None:
+        """Rewrite the record of SQL ``kind`` (``stream`` or ``pipeline``) ``name`` with
+        ``ownership`` (a declaration adopting, claiming or orphaning it)."""
+        prefix = STREAM_RECORDS if kind == "stream" else PIPELINE_RECORDS
+        sql = self.streams[name].sql if kind == "stream" else self.pipelines[name].sql
+        record = json.dumps({"sql": sql, **ownership.to_fields()}).encode()
+        await self.compute.store.put_system_record(prefix + name, record)
+        self.ownership[f"{kind}/{name}"] = ownership
+
+    def _created_ownership(self) -> Ownership:
+        return Ownership(self._owner)
 
     # -- applying -----------------------------------------------------------------------------
 
     async def _create_stream(self, definition: StreamDefinition, action: str) -> StatementResult:
-        record = json.dumps({"sql": definition.sql}).encode()
+        ownership = self._created_ownership()
+        record = json.dumps({"sql": definition.sql, **ownership.to_fields()}).encode()
         await self.compute.store.put_system_record(STREAM_RECORDS + definition.name, record)
         self.streams[definition.name] = definition
+        self.ownership[f"stream/{definition.name}"] = ownership
         return StatementResult("CREATE STREAM", definition.name, action)
 
     async def _create_pipeline(self, planned: PlannedPipeline, action: str) -> StatementResult:
+        ownership = self._created_ownership()
         await self.compute.register(
-            planned.pipeline, replace=action == "replaced", origin="sql", sql=planned.sql
-        )
-        record = json.dumps({"sql": planned.sql}).encode()
+            planned.pipeline, replace=action == "replaced", origin="sql", sql=planned.sql,
+            ownership=ownership,
+        )  # fmt: skip
+        record = json.dumps({"sql": planned.sql, **ownership.to_fields()}).encode()
         await self.compute.store.put_system_record(PIPELINE_RECORDS + planned.name, record)
         self.pipelines[planned.name] = planned
+        self.ownership[f"pipeline/{planned.name}"] = ownership
         return StatementResult("CREATE PIPELINE", planned.name, action)
 
     async def _drop_pipeline(self, name: str) -> StatementResult:
         await self.compute.remove(name)
         await self.compute.store.delete_system_record(PIPELINE_RECORDS + name)
         self.pipelines.pop(name, None)
+        self.ownership.pop(f"pipeline/{name}", None)
         return StatementResult("DROP PIPELINE", name, "dropped")
 
     async def forget_pipeline(self, name: str) -> None:
         """The pipeline was removed through the engine: forget its SQL definition too."""
+        self.ownership.pop(f"pipeline/{name}", None)
         if self.pipelines.pop(name, None) is not None:
             await self.compute.store.delete_system_record(PIPELINE_RECORDS + name)
 
     async def _drop_stream(self, name: str) -> StatementResult:
         await self.compute.store.delete_system_record(STREAM_RECORDS + name)
         self.streams.pop(name, None)
+        self.ownership.pop(f"stream/{name}", None)
         return StatementResult("DROP STREAM", name, "dropped")
 
     def show_pipelines(self) -> StatementResult:
@@ -170,7 +245,7 @@ class StreamSQLEngine:
         return StatementResult("SHOW PIPELINES", columns=columns, rows=rows)
 
     def show_streams(self) -> StatementResult:
-        columns = ["name", "key_pattern", "columns", "watermark", "sql"]
+        columns = ["name", "key_pattern", "columns", "watermark", "orphaned", "sql"]
         rows = [
             {
                 "name": stream.name,
@@ -179,6 +254,7 @@ class StreamSQLEngine:
                 "watermark": None
                 if stream.watermark_column is None
                 else f"{stream.watermark_column} - {stream.out_of_orderness} ms",
+                "orphaned": self.ownership.get(f"stream/{stream.name}", Ownership()).orphaned,
                 "sql": stream.sql,
             }
             for stream in sorted(self.streams.values(), key=lambda s: s.name)

@@ -10,7 +10,7 @@ import pytest
 from api import Node, load_settings
 from api.errors import ConfigError
 from api.settings.bus import bus_setup
-from eventbus import EventRoute, LogTarget, PythonTarget, RetryPolicy, WebhookTarget
+from eventbus import EventRoute, HandlerSpec, LogTarget, PythonTarget, RetryPolicy, WebhookTarget
 from kvdb import EventType
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,21 +158,27 @@ def test_the_shipped_example_loads() -> None:
 
 
 async def test_a_start_that_fails_applies_nothing(tmp_path: Path) -> None:
-    """A stored route whose handler left the YAML stops the node at start, with a message
-    saying how to fix it, and leaves the data directory usable."""
-    handler = f"handlers:\n  - {{name: audit, log: {{path: '{tmp_path}/a.log'}}}}\n"
-    path = write(tmp_path, f"node: {{data_dir: '{tmp_path}/data'}}\n{handler}")
+    """A file declaring a handler the API made stops the node at start, with a message naming
+    the file, line and field, and applies nothing (its other changes neither), leaving the
+    data directory usable. (Until issue 8 the failing case was a stored route whose handler
+    left the YAML; such a handler is now orphaned instead, and the route stays valid.)"""
+    handler = f"  - {{name: audit, log: {{path: '{tmp_path}/a.log'}}}}\n"
+    api_made = f"  - {{name: kept, log: {{path: '{tmp_path}/k.log'}}}}\n"
+    path = write(tmp_path, f"node: {{data_dir: '{tmp_path}/data'}}\nhandlers:\n{handler}")
     async with Node(load_settings(path)) as node:
+        spec = HandlerSpec("kept", LogTarget(f"{tmp_path}/k.log"))
+        await node.bus.add_handler(spec, persist=True)
         await node.bus.add_route(EventRoute("kept", handler_names=("audit",)), persist=True)
-    path = write(tmp_path, f"node: {{data_dir: '{tmp_path}/data'}}\n")
+    path = write(tmp_path, f"node: {{data_dir: '{tmp_path}/data'}}\nhandlers:\n{api_made}")
     node = Node(load_settings(path))
     with pytest.raises(
         ConfigError,
-        match=r"kvdb.yaml: event bus: route 'kept' names unknown handler\(s\) audit .*define the handler again",
+        match=r"kvdb.yaml:3: handlers.0.name: handler 'kept' was made through the API, so 'config' cannot declare it",
     ):
         await node.start()
     assert not node.started
-    async with Node(
-        load_settings(write(tmp_path, f"node: {{data_dir: '{tmp_path}/data'}}\n{handler}"))
-    ) as node:
-        assert [r.name for r in node.bus.routes()] == ["kept"]  # the store was closed cleanly
+    path = write(tmp_path, f"node: {{data_dir: '{tmp_path}/data'}}\nhandlers:\n{handler}")
+    async with Node(load_settings(path)) as node:  # the store was closed cleanly
+        assert [r.name for r in node.bus.routes()] == ["kept"]
+        assert node.bus.source("kept") == "stored" and node.bus.source("audit") == "config"
+        assert node.orphans() == []  # audit was not orphaned by the refused start

@@ -125,3 +125,16 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "server:\n  port: 9000\n  host: 127.0.0.1\n")
     settings = load_settings(path, overrides={"server": {"port": 9001, "host": None}})
     assert (settings.server.port, settings.server.host) == (9001, "127.0.0.1")
+
+
+def test_a_file_or_declared_sections_make_a_declaration(tmp_path: Path) -> None:
+    """A node started without --config declares nothing (and so changes nothing)."""
+    from api.settings import Settings, StreamSettings
+
+    assert not load_settings().declares and not Settings().declares
+    assert not load_settings(overrides={"node": {"data_dir": str(tmp_path)}}).declares
+    path = tmp_path / "kvdb.yaml"
+    path.write_text("prune: true\n")
+    from_file = load_settings(path)
+    assert from_file.declares and from_file.prune  # an empty file declares: nothing
+    assert Settings(streams=(StreamSettings(name="s"),)).declares  # a program's sections

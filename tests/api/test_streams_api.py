@@ -99,7 +99,11 @@ def test_api_created_streams_survive_a_restart(settings_factory: Callable[..., S
         assert client.get("/streams/kept").status_code == 200
 
 
-def test_a_stream_dropped_from_the_yaml_is_removed_at_the_next_start(tmp_path: Path) -> None:
+def test_a_stream_dropped_from_the_yaml_is_orphaned_until_pruned(tmp_path: Path) -> None:
+    """Dropped from the file, a stream is kept, orphaned, with its checkpoints (so no reader
+    loses its place by accident); ``prune: true`` removes it and releases them. Streams made
+    through the API are never the file's. (Until issue 8, a dropped stream was removed, with
+    its checkpoints, at the next start.)"""
     path = tmp_path / "kvdb.yaml"
     node = f'node: {{data_dir: "{tmp_path / "data"}"}}\n'
     stream = "  - {{name: {}, enable_persistence: true, start_from: earliest}}\n"
@@ -116,12 +120,14 @@ def test_a_stream_dropped_from_the_yaml_is_removed_at_the_next_start(tmp_path: P
 
     path.write_text(node + "streams:\n" + stream.format("audit"))
     with TestClient(create_app(load_settings(path))) as client:
-        names = [s["name"] for s in client.get("/streams").json()["streams"]]
-        assert names == ["adhoc", "audit"]  # the API-created stream is not the file's to remove
+        streams = {s["name"]: s["orphaned"] for s in client.get("/streams").json()["streams"]}
+        assert streams == {"adhoc": False, "audit": False, "billing": True}
         store = client.app.node.store  # type: ignore[attr-defined]
-        assert store.get_checkpoint("stream/billing/ws") is None  # retention released
+        assert store.get_checkpoint("stream/billing/ws") is not None  # kept, still pinning
 
-    path.write_text(node)
+    path.write_text(node + "prune: true\n")
     with TestClient(create_app(load_settings(path))) as client:
         names = [s["name"] for s in client.get("/streams").json()["streams"]]
-        assert names == ["adhoc"]
+        assert names == ["adhoc"]  # the API-created stream is not the file's to remove
+        store = client.app.node.store  # type: ignore[attr-defined]
+        assert store.get_checkpoint("stream/billing/ws") is None  # retention released

@@ -4,6 +4,9 @@ its per-handler metrics.
 Reads need the ``read`` role, changes ``admin``; a replay's dry run is a read. Handlers and
 routes added here are stored and come back after a restart (see ``eventbus/catalog.py``).
 Handler and route bodies have the shape of the YAML sections (``api/settings/bus.py``).
+Listings show each one's ``owner`` (null: made here) and whether it is ``orphaned``: declared
+by the configuration file, which no longer declares it (``eventbus/declare.py``); those are
+changed in the file, and DELETE removes an orphan.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def _handler_document(bus: EventBus, name: str) -> dict[str, Any]:
 @router.get("/handlers", dependencies=[require(Role.READ)])
 async def list_handlers(request: Request) -> dict[str, Any]:
     bus = _bus(request)
-    return {"handlers": [_handler_document(bus, h.name) for h in bus.handlers()]}
+    names = sorted([*(h.name for h in bus.handlers()), *bus.orphaned.handlers()])
+    return {"handlers": [_handler_document(bus, name) for name in names]}
 
 
 @router.post("/handlers", status_code=201, dependencies=[require(Role.ADMIN)])
@@ -109,14 +113,19 @@ async def delete_handler(request: Request, name: str) -> dict[str, Any]:
 
 
 def _route_document(bus: EventBus, name: str) -> dict[str, Any]:
-    return {**bus.route(name).to_dict(), "stored": bus.route_is_stored(name)}
+    orphan = bus.orphaned.routes().get(name)
+    definition = orphan if orphan is not None else bus.route(name).to_dict()
+    ownership = bus.ownership("route", name)
+    return {**definition, "stored": orphan is not None or bus.route_is_stored(name),
+            **ownership.to_dict()}  # fmt: skip
 
 
 @router.get("/routes", dependencies=[require(Role.READ)])
 async def list_routes(request: Request) -> dict[str, Any]:
-    """Routes in the order they are consulted: highest priority first."""
+    """Routes in the order they are consulted: highest priority first; orphans last."""
     bus = _bus(request)
-    return {"routes": [_route_document(bus, route.name) for route in bus.routes()]}
+    names = [route.name for route in bus.routes()] + list(bus.orphaned.routes())
+    return {"routes": [_route_document(bus, name) for name in names]}
 
 
 @router.post("/routes", status_code=201, dependencies=[require(Role.ADMIN)])
@@ -265,13 +274,21 @@ async def replay(request: Request, body: JsonBody) -> dict[str, Any]:
 
 @router.get("/aggregates", dependencies=[require(Role.READ)])
 async def aggregates(request: Request, name: str | None = None) -> dict[str, Any]:
-    """The aggregations' windows: counts and sums per key pattern and event type."""
+    """The aggregations' windows: counts and sums per key pattern and event type (orphaned
+    ones too: they no longer count, their windows stay)."""
     aggregator = _bus(request).aggregator
     if aggregator is None:
         if name is not None:
             raise UnknownAggregation(name)
         return {"aggregations": []}
     return {"aggregations": aggregator.results(name)}
+
+
+@router.delete("/aggregates/{name}", dependencies=[require(Role.ADMIN)])
+async def delete_aggregation(request: Request, name: str) -> dict[str, Any]:
+    """Remove an orphaned aggregation and its windows (the others are the file's)."""
+    await _bus(request).remove_aggregation(name)
+    return {"name": name, "deleted": True}
 
 
 # -- /stats and /metrics ----------------------------------------------------------------------

@@ -6,10 +6,13 @@
 | ``GET /pipelines`` | every pipeline with its figures |
 | ``GET /pipelines/{name}`` | one pipeline: figures, and its SQL if it has some |
 | ``GET /pipelines/{name}/results`` | ``{"columns": [...], "rows": [{...}]}``, timestamps ISO-8601 |
-| ``DELETE /pipelines/{name}`` | stop it and delete its state |
+| ``DELETE /pipelines/{name}`` | stop it and delete its state (an orphan's too) |
 | ``WS /ws/pipelines/{name}`` | ``snapshot`` (the table), then ``updates`` per processed batch |
 
-Mutations need the admin role, reads the read role. The WebSocket sends JSON text frames:
+Listings show each pipeline's ``owner`` (null: made through the API or by a program) and
+whether it is ``orphaned``: declared by the configuration file, which no longer declares it;
+an orphan is stopped, its results readable (``compute/declare.py``). Mutations need the admin
+role, reads the read role. The WebSocket sends JSON text frames:
 ``{"type": "snapshot", "columns", "rows"}`` first, then ``{"type": "updates", "updates":
 [{"op": "upsert" | "delete" | "record", "row": {...}}]}``; a client that falls too far behind,
 or a pipeline that stops, ends with ``{"type": "error", ...}`` and a close (code 4008 when the
@@ -89,7 +92,8 @@ async def pipeline_results(request: Request, name: str) -> dict[str, Any]:
 @router.delete("/pipelines/{name}", dependencies=[require(Role.ADMIN)])
 async def delete_pipeline(request: Request, name: str) -> dict[str, Any]:
     """Stop the pipeline and delete its state and checkpoint (a SQL pipeline's definition
-    too). A pipeline configured in the node's YAML comes back at the next start."""
+    too), releasing the change-log retention it held. A pipeline the node's YAML still
+    declares comes back at the next start; an orphaned one is gone for good."""
     await node_of(request).compute.remove(name)
     return {"name": name, "deleted": True}
 

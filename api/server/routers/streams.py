@@ -1,7 +1,9 @@
 """``/streams``: create, read, update (live), delete and inspect named change streams.
 
 Names starting with ``_`` belong to the system (the event bus, replication) and can be read
-here but not changed.
+here but not changed. Streams the configuration file declares are listed with their
+``owner`` and changed in the file; one it no longer declares is ``orphaned`` (it delivers
+nothing and keeps its checkpoints) until DELETE removes it (``changestream/declare.py``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,11 @@ async def create_stream(request: Request, body: JsonBody) -> dict[str, Any]:
 @router.get("/{name}", dependencies=[require(Role.READ)])
 async def get_stream(request: Request, name: str) -> dict[str, Any]:
     stream = node_of(request).streams.get(name)
-    return {**stream.config.to_dict(), "consumers": sorted(stream.consumers)}
+    return {
+        **stream.config.to_dict(),
+        **stream.ownership.to_dict(),
+        "consumers": sorted(stream.consumers),
+    }
 
 
 @router.put("/{name}", dependencies=[require(Role.ADMIN)])
