@@ -19,7 +19,7 @@ from eventbus import EventBus, EventBusError
 from kvdb import Store
 from kvdb.hlc import wall_clock_ms
 
-from .errors import ConfigError
+from .errors import ConfigError, NodeNotStarted
 from .settings import Settings
 from .settings.bus import bus_setup
 from .settings.pipelines import start_pipelines
@@ -47,26 +47,26 @@ class Node:
     @property
     def store(self) -> Store:
         if self._store is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+            raise NodeNotStarted
         return self._store
 
     @property
     def streams(self) -> ChangeStreamManager:
         if self._streams is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+            raise NodeNotStarted
         return self._streams
 
     @property
     def bus(self) -> EventBus:
         if self._bus is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+            raise NodeNotStarted
         return self._bus
 
     @property
     def compute(self) -> StreamComputingEngine:
         """Stream computing: pipelines (Python and SQL) and their results."""
         if self._compute is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+            raise NodeNotStarted
         return self._compute
 
     @property

@@ -8,6 +8,7 @@ from .bus import BusSetup, EventBus, RedriveOutcome
 from .config import BusConfig, RetryPolicy
 from .dead_letters import DeadLetter, DeadLetterStore
 from .errors import (
+    BusNotStarted,
     DeliveryError,
     EventBusError,
     HandlerExists,
@@ -44,6 +45,7 @@ __all__ = [
     "BaseEventHandler",
     "BatchEventHandler",
     "BusConfig",
+    "BusNotStarted",
     "BusSetup",
     "ConditionalEventHandler",
     "DeadLetter",

@@ -31,6 +31,7 @@ from .catalog import Catalog
 from .config import BusConfig
 from .dead_letters import DeadLetter, DeadLetterStore, describe_error
 from .errors import (
+    BusNotStarted,
     HandlerExists,
     HandlerInUse,
     InvalidHandler,
@@ -456,7 +457,7 @@ class EventBus:
 
     def _require_started(self) -> None:
         if not self._started:
-            raise RuntimeError("the event bus is not started: call start() first")
+            raise BusNotStarted
 
 
 def _must_store(name: str, routes: list[str]) -> str:

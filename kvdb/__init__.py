@@ -16,6 +16,7 @@ from .errors import (
     StorageError,
     StorageFull,
     StoreClosed,
+    StructuredError,
     ValidationError,
     ValueTooLarge,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "StoreClosed",
     "StoreConfig",
     "StoreStats",
+    "StructuredError",
     "ValidationError",
     "ValueTooLarge",
     "WriteResult",

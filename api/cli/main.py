@@ -207,4 +207,3 @@ def _item_json(item: Item) -> dict[str, Any]:
 
 def _print_json(doc: dict[str, Any]) -> None:
     print(json.dumps(doc, ensure_ascii=False), flush=True)
-

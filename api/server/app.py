@@ -11,16 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from changestream import ChangeStreamError
-from compute import ComputeError
-from eventbus import EventBusError
-from kvdb import KvdbError
+from kvdb import StructuredError
 
 from ..node import Node
 from ..settings import Settings
+from ..settings.problems import describe_validation_errors
 from .auth import Role, TokenAuth
 from .dependencies import require
-from .errors import ApiError, error_body, error_response_parts
+from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
 from .event_json import EventEncoder
 from .kv import KVEndpoints, Receive, Scope, Send
 from .kv_openapi import ERROR_SCHEMA, KV_PATHS
@@ -143,42 +141,27 @@ def _stream_summary(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def _install_error_handlers(api: FastAPI) -> None:
-    def respond(exc: Exception) -> Response:
-        status, body, headers = error_response_parts(exc)
-        return Response(body, status_code=status, media_type="application/json", headers=headers)
+    """One handler for every error: the framework's own become ours (a request that does not
+    validate, a path with no route), then ``error_response_parts`` decides the response."""
 
     async def on_error(request: Request, exc: Exception) -> Response:
-        return respond(exc)
+        status, body, headers = error_response_parts(_from_framework(request, exc))
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
 
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        return Response(error_body("bad_request", problems), 400, media_type="application/json")
+    for kind in (StructuredError, RequestValidationError, StarletteHTTPException):
+        api.add_exception_handler(kind, on_error)
 
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = (
-            f"no route for {request.method} {request.url.path}"
-            if code == "not_found"
-            else str(exc.detail)
-        )
-        return Response(
-            error_body(code, message),
-            exc.status_code,
-            media_type="application/json",
-            headers=exc.headers,
-        )
 
-    api.add_exception_handler(ApiError, on_error)
-    api.add_exception_handler(KvdbError, on_error)
-    api.add_exception_handler(ChangeStreamError, on_error)
-    api.add_exception_handler(EventBusError, on_error)
-    api.add_exception_handler(ComputeError, on_error)
-    api.add_exception_handler(RequestValidationError, on_validation)
-    api.add_exception_handler(StarletteHTTPException, on_http)
+def _from_framework(request: Request, exc: Exception) -> Exception:
+    if isinstance(exc, RequestValidationError):
+        return BadRequest("; ".join(describe_validation_errors(exc.errors())))
+    if isinstance(exc, StarletteHTTPException):
+        allow = (exc.headers or {}).get("Allow")
+        if exc.status_code == 404:
+            return NotFound(f"no route for {request.method} {request.url.path}")
+        if exc.status_code == 405 and allow is not None:
+            return MethodNotAllowed(str(exc.detail), allow=allow)
+    return exc
 
 
 def _openapi_with_kv_paths(api: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -34,7 +34,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic import ValidationError as PydanticValidationError
 
 from changestream import ChangeStreamError, compile_pattern, parse_event_types
 from eventbus import (
@@ -61,7 +60,6 @@ __all__ = [
     "RouteSettings",
     "bus_declarations",
     "bus_setup",
-    "describe_validation_error",
 ]
 
 
@@ -327,15 +325,3 @@ def bus_setup(
         routes=tuple(r.event_route() for r in routes),
         aggregations=tuple(a.aggregation_spec() for a in aggregations),
     )
-
-
-def describe_validation_error(exc: PydanticValidationError) -> str:
-    """``field.path: problem`` lines, for HTTP bodies validated with these models."""
-    problems = []
-    for error in exc.errors():
-        path = ".".join(str(part) for part in error["loc"]) or "(body)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        problems.append(f"{path}: {message}")
-    return "; ".join(problems)

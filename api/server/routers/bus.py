@@ -25,7 +25,8 @@ from changestream import parse_event_types
 from eventbus import EventBus, ReplayRequest, UnknownAggregation
 
 from ...node import Node
-from ...settings.bus import HandlerSettings, RouteSettings, describe_validation_error
+from ...settings.bus import HandlerSettings, RouteSettings
+from ...settings.problems import describe_validation_errors
 from ..auth import Role
 from ..dependencies import auth_of, authorization_of, node_of, require
 from ..errors import BadRequest
@@ -48,7 +49,8 @@ def _parse(model: type[BaseModel], body: Any, what: str) -> Any:
     try:
         return model.model_validate(body)
     except PydanticValidationError as exc:
-        raise BadRequest(f"invalid {what}: {describe_validation_error(exc)}") from None
+        problems = describe_validation_errors(exc.errors(), whole="(body)")
+        raise BadRequest(f"invalid {what}: {'; '.join(problems)}") from None
 
 
 def _named(body: Any, name: str) -> Any:
