@@ -3,6 +3,7 @@ live subscribers. Depends on ``kvdb`` only."""
 
 from __future__ import annotations
 
+from .aio import is_async_callable
 from .clock import Clock, ManualClock, SystemClock
 from .config import OverflowPolicy, StreamConfig
 from .consumer import Consumer, ConsumerStats
@@ -47,5 +48,6 @@ __all__ = [
     "SystemClock",
     "UnknownStream",
     "compile_pattern",
+    "is_async_callable",
     "parse_event_types",
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -146,6 +148,33 @@ async def test_failing_processor_retries_the_same_batch(
             await asyncio.sleep(0.01)
     assert seen == [[1, 2, 3]] * 3  # never skipped, never split
     assert stream.stats()["consumers"][0]["failures"] == 2
+
+
+class AsyncCallable:
+    """A processor function that is an object with an ``async def __call__``."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+    async def __call__(self, batch: Sequence[ChangeEvent]) -> None:
+        await asyncio.sleep(0)
+        self.seqs.extend(event.seq for event in batch)
+
+
+@pytest.mark.parametrize("wrap", [lambda fn: fn, functools.partial], ids=["object", "partial"])
+async def test_an_async_callable_object_is_awaited_before_its_batch_is_acknowledged(
+    manager: ChangeStreamManager, store: Store, wrap: Callable[[Any], Any]
+) -> None:
+    target = AsyncCallable()
+    stream = await manager.create(
+        StreamConfig("s", batch_timeout_ms=0),
+        processors=[FunctionProcessor("obj", wrap(target))],
+    )
+    await store.batch([Put(f"k{i}", b"v") for i in range(3)])
+    async with asyncio.timeout(10):
+        while stream.consumers["obj"].checkpoint < 3:
+            await asyncio.sleep(0.01)
+    assert target.seqs == [1, 2, 3]  # processed, not just acknowledged
 
 
 async def test_sync_function_processor_runs_off_the_loop(

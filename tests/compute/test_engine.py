@@ -4,6 +4,8 @@ restarts, failures, subscribers, sinks and stats."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -199,6 +201,30 @@ async def test_sinks_may_be_async_and_see_every_update(
     await write(store, docs(("a", 1), ("a", 2)))
     await settle(processor, store)
     assert seen == [("upsert", 1), ("upsert", 2)]
+
+
+class AsyncSink:
+    """A sink that is an object with an ``async def __call__``."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def __call__(self, update: Any) -> None:
+        await asyncio.sleep(0)
+        self.seen.append((update.op, update.row["n"]))
+
+
+@pytest.mark.parametrize("wrap", [lambda fn: fn, functools.partial], ids=["object", "partial"])
+async def test_an_async_callable_sink_is_awaited(
+    store: Store, engine: StreamComputingEngine, wrap: Callable[[Any], Any]
+) -> None:
+    sink = AsyncSink()
+    pipeline = clicks().sink(wrap(sink))
+    assert pipeline.stages[-1].is_async  # type: ignore[attr-defined]
+    processor = await engine.register(pipeline)
+    await write(store, docs(("a", 1), ("a", 2)))
+    await settle(processor, store)
+    assert sink.seen == [("upsert", 1), ("upsert", 2)]
 
 
 async def test_stats_of_all_pipelines(store: Store, engine: StreamComputingEngine) -> None:
