@@ -3,7 +3,7 @@ live subscribers. Depends on ``kvdb`` only."""
 
 from __future__ import annotations
 
-from .aio import is_async_callable
+from .callables import is_async_callable, resolve_import_path
 from .clock import Clock, ManualClock, SystemClock
 from .config import OverflowPolicy, StreamConfig
 from .consumer import Consumer, ConsumerStats
@@ -50,4 +50,5 @@ __all__ = [
     "compile_pattern",
     "is_async_callable",
     "parse_event_types",
+    "resolve_import_path",
 ]

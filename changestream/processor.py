@@ -18,7 +18,8 @@ from typing import Protocol, runtime_checkable
 
 from kvdb import ChangeEvent, Compacted
 
-from .aio import cancel_and_wait, is_async_callable
+from .aio import cancel_and_wait
+from .callables import is_async_callable
 from .clock import Clock
 from .consumer import Consumer
 from .errors import CursorClosed

@@ -21,13 +21,12 @@ recomputed from the change log), an unchanged one resumes its saved state.
 
 from __future__ import annotations
 
-import importlib
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from changestream import resolve_import_path
 from compute import (
     ComputeError,
     SqlError,
@@ -39,8 +38,6 @@ from compute.sql import parse_script
 from ..errors import ConfigError
 
 __all__ = ["PipelineSettings", "start_pipelines"]
-
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 class PipelineSettings(BaseModel):
@@ -56,7 +53,7 @@ class PipelineSettings(BaseModel):
     @classmethod
     def _importable(cls, path: str | None) -> str | None:
         if path is not None:
-            resolve_builder(path)
+            resolve_import_path(path)
         return path
 
     @field_validator("sql")
@@ -85,24 +82,9 @@ class PipelineSettings(BaseModel):
         return f"function {self.function}" if self.function else "sql"
 
 
-def resolve_builder(path: str) -> Callable[..., Any]:
-    """The function at ``package.module:name``; ValueError saying what is wrong."""
-    if not _IMPORT_PATH.match(path):
-        raise ValueError(f"expected an import path package.module:function, got {path!r}")
-    module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
-    builder = getattr(module, attribute, None)
-    if not callable(builder):
-        raise ValueError(f"module {module_name!r} has no function {attribute!r}")
-    return builder  # type: ignore[no-any-return]
-
-
 def build_pipeline(entry: PipelineSettings) -> StreamPipeline:
     assert entry.function is not None
-    builder = resolve_builder(entry.function)
+    builder = resolve_import_path(entry.function)
     try:
         pipeline = builder(**entry.args)
     except ComputeError as exc:

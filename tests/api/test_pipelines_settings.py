@@ -73,13 +73,16 @@ def test_python_and_sql_pipelines_start_with_the_node(tmp_path: Path) -> None:
     [
         (
             "  - function: not a path\n",
-            r"kvdb.yaml:4: pipelines.0.function: expected an import path package.module:function",
+            r"kvdb.yaml:4: pipelines.0.function: 'not a path' must be an import path such as 'package.module:function'",
         ),
         (
             "  - function: no_such_module_here:build\n",
             r"pipelines.0.function: cannot import module 'no_such_module_here'",
         ),
-        ("  - function: tests.api.test_pipelines_settings:nothing\n", r"has no function 'nothing'"),
+        (
+            "  - function: tests.api.test_pipelines_settings:nothing\n",
+            r"has no attribute 'nothing'",
+        ),
         (
             "  - sql: CREATE STREAM s (a INT\n",
             r"kvdb.yaml:4: pipelines.0.sql: in the SQL: line 1, column 23: expected ','",
