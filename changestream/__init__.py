@@ -18,7 +18,7 @@ from .errors import (
     StreamExists,
     UnknownStream,
 )
-from .filters import EventFilter, compile_pattern, parse_event_types
+from .filters import EventFilter, compile_pattern, compile_pattern_set, parse_event_types
 from .manager import ChangeStreamManager
 from .processor import FunctionProcessor, StreamProcessor
 from .stream import ChangeStream
@@ -48,6 +48,7 @@ __all__ = [
     "SystemClock",
     "UnknownStream",
     "compile_pattern",
+    "compile_pattern_set",
     "is_async_callable",
     "parse_event_types",
     "resolve_import_path",
