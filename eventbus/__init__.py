@@ -34,13 +34,14 @@ from .handlers import (
     FunctionEventHandler,
 )
 from .logfile import LogFileHandler
-from .replayer import EventReplayer, ReplayRequest, ReplayResult
+from .replayer import MAX_REPLAY_LIMIT, EventReplayer, ReplayRequest, ReplayResult
 from .routes import EventRoute, Router, RouteTable
 from .specs import HandlerSpec, LogTarget, PythonTarget, WebhookTarget, resolve_callable
 from .stats import HandlerStats
 from .webhook import WebhookHandler
 
 __all__ = [
+    "MAX_REPLAY_LIMIT",
     "AggregationSpec",
     "BaseEventHandler",
     "BatchEventHandler",

@@ -22,7 +22,7 @@ from .config import RetryPolicy, check_name
 from .errors import EventBusError, InvalidHandler
 from .handlers import BaseEventHandler, BatchEventHandler, FunctionEventHandler
 from .logfile import LogFileHandler
-from .webhook import WebhookHandler, check_webhook_url
+from .webhook import DEFAULT_TIMEOUT_MS, WebhookHandler, check_webhook_url
 
 __all__ = [
     "HandlerSpec",
@@ -46,7 +46,7 @@ def resolve_callable(path: str, handler: str = "?") -> Callable[..., Any]:
 @dataclass(frozen=True)
 class WebhookTarget:
     url: str
-    timeout_ms: float = 5000
+    timeout_ms: float = DEFAULT_TIMEOUT_MS
     headers: tuple[tuple[str, str], ...] = ()
 
     kind = "webhook"

@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from changestream import parse_event_types
-from eventbus import EventBus, ReplayRequest, UnknownAggregation
+from eventbus import MAX_REPLAY_LIMIT, EventBus, ReplayRequest, UnknownAggregation
 
 from ...node import Node
+from ...settings.base import defaults_of
 from ...settings.bus import HandlerSettings, RouteSettings
 from ...settings.problems import describe_validation_errors
 from ..auth import Role
@@ -249,7 +250,7 @@ class ReplayBody(BaseModel):
     event_types: tuple[Literal["INSERT", "UPDATE", "DELETE"], ...] = ()
     key_patterns: tuple[str, ...] = ()
     dry_run: bool = False
-    limit: int = Field(10_000, ge=1, le=1_000_000)
+    limit: int = Field(defaults_of(ReplayRequest)["limit"], ge=1, le=MAX_REPLAY_LIMIT)
 
 
 @router.post("/replay", dependencies=[require(Role.READ)])
