@@ -4,7 +4,7 @@ live subscribers. Depends on ``kvdb`` only."""
 from __future__ import annotations
 
 from .callables import is_async_callable, resolve_import_path
-from .clock import Clock, ManualClock, SystemClock
+from .clock import Clock, SystemClock
 from .config import OverflowPolicy, StreamConfig
 from .consumer import Consumer, ConsumerStats
 from .cursor import Batch, Cursor, CursorState
@@ -40,7 +40,6 @@ __all__ = [
     "InvalidAck",
     "InvalidPattern",
     "InvalidStreamConfig",
-    "ManualClock",
     "OverflowPolicy",
     "StreamConfig",
     "StreamExists",

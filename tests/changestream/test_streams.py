@@ -12,9 +12,9 @@ import pytest
 from changestream import (
     ChangeStreamManager,
     FunctionProcessor,
-    ManualClock,
     StreamConfig,
 )
+from changestream.testing import ManualClock
 from kvdb import ChangeEvent, Delete, EventType, Put, Store
 from tests.changestream.conftest import Recorder
 

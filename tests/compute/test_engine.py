@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from changestream import ChangeStreamManager, ManualClock
+from changestream import ChangeStreamManager
+from changestream.testing import ManualClock
 from compute import (
     Count,
     IncompatibleState,

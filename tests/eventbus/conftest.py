@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from changestream import ChangeStreamManager, ManualClock
+from changestream import ChangeStreamManager
+from changestream.testing import ManualClock
 from eventbus import BaseEventHandler, BusConfig, BusSetup, EventBus, RetryPolicy
 from kvdb import ChangeEvent, Store
 

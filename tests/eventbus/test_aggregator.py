@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from changestream import ChangeStreamManager, ManualClock
+from changestream import ChangeStreamManager
+from changestream.testing import ManualClock
 from eventbus import AggregationSpec, BusSetup, EventBus, InvalidAggregation, UnknownAggregation
 from kvdb import Delete, Put, Store, StoreConfig
 from tests.conftest import StepClock

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from changestream import ManualClock
+from changestream.testing import ManualClock
 from eventbus import (
     BaseEventHandler,
     BusConfig,

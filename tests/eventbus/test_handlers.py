@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from changestream import ManualClock
+from changestream.testing import ManualClock
 from eventbus import (
     BatchEventHandler,
     BusSetup,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from changestream import ManualClock
+from changestream.testing import ManualClock
 from eventbus import BusSetup, EventRoute, InvalidHandler, RetryPolicy, WebhookHandler
 from kvdb import Put, Store
 from tests.eventbus.conftest import Receiver, eventually
