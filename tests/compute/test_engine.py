@@ -25,6 +25,7 @@ from compute import (
 )
 from compute.state import checkpoint_name, state_prefix
 from kvdb import Store
+from tests.conftest import eventually
 
 from .conftest import settle, write
 
@@ -164,9 +165,7 @@ async def test_a_failing_callback_stops_the_pipeline_and_keeps_the_last_good_sta
     await write(store, docs(("a", 1)))
     await settle(processor, store)
     await write(store, [{"page": "b", "t": 2, "v": 1}, {"page": "c", "t": 3, "v": 500}])
-    async with asyncio.timeout(5):
-        while processor.status != "failed":
-            await asyncio.sleep(0.005)
+    await eventually(lambda: processor.status == "failed", 5)
     stats = processor.stats()
     assert "step 'guard'" in stats["error"] and "returned None" in stats["error"]
     assert [r["n"] for r in processor.results().rows] == [1]  # the batch that failed is undone
@@ -256,8 +255,6 @@ async def test_periodic_checkpoints_follow_the_clock(store: Store) -> None:
     await settle(processor, store)
     assert processor.checkpointed_seq == 0
     await clock.advance(1000)
-    async with asyncio.timeout(5):
-        while processor.checkpointed_seq != store.last_seq:
-            await asyncio.sleep(0.005)
+    await eventually(lambda: processor.checkpointed_seq == store.last_seq, 5)
     await engine.stop()
     await manager.stop()

@@ -63,12 +63,6 @@ class Recorder(BaseEventHandler):
         return [event.key for call in self.calls for event in call]
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.002)
-
-
 @pytest.fixture
 def manual_clock() -> ManualClock:
     return ManualClock()

@@ -22,7 +22,8 @@ from eventbus import (
     UnknownDeadLetter,
 )
 from kvdb import ChangeEvent, Put, Store
-from tests.eventbus.conftest import Recorder, eventually
+from tests.conftest import eventually
+from tests.eventbus.conftest import Recorder
 
 
 class Flaky(BaseEventHandler):

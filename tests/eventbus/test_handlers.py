@@ -20,7 +20,8 @@ from eventbus import (
     InvalidHandler,
 )
 from kvdb import ChangeEvent, Put, Store
-from tests.eventbus.conftest import FAST_RETRY, Recorder, eventually
+from tests.conftest import eventually
+from tests.eventbus.conftest import FAST_RETRY, Recorder
 
 
 def route(*handlers: str, patterns: tuple[str, ...] = ()) -> EventRoute:
