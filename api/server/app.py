@@ -1,9 +1,15 @@
-"""The ASGI application of a node: ``/kv`` on the plain-ASGI hot path, the rest on FastAPI."""
+"""The ASGI application of a node: ``/kv`` on the plain-ASGI hot path, the rest on FastAPI.
+
+The app's lifespan is the one place that starts and stops the node, whoever serves the app
+(``kvdb serve``, a test client, another ASGI server). A node that cannot start (bad settings,
+a data dir another process holds) fails the start-up with its message alone, no traceback, and
+the error is kept in ``startup_error`` for the caller to report (``kvdb serve`` exits with it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,13 +39,14 @@ __all__ = ["KvdbApp", "create_app"]
 
 
 class KvdbApp:
-    """Routes ``/kv`` and ``/kv/...`` to the key-value endpoints and everything else (including
-    the lifespan, which starts and stops the node) to FastAPI."""
+    """Routes ``/kv`` and ``/kv/...`` to the key-value endpoints and everything else to
+    FastAPI; the lifespan starts the node and stops it."""
 
     def __init__(self, node: Node, api: FastAPI, kv: KVEndpoints) -> None:
         self.node = node
         self.api = api
         self.kv = kv
+        self.startup_error: StructuredError | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -47,7 +54,37 @@ class KvdbApp:
             if path == "/kv" or path.startswith("/kv/"):
                 await self.kv(scope, receive, send)
                 return
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+            return
         await self.api(scope, receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan protocol: start the node, then stop it at shutdown. A failure is
+        reported to the server (``...failed``), then raised for the server to end with."""
+        await receive()  # lifespan.startup
+        try:
+            await self.node.start()
+        except Exception as exc:
+            if isinstance(exc, StructuredError):
+                self.startup_error = exc
+            await send({"type": "lifespan.startup.failed", "message": _failure(exc)})
+            raise
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await self.node.stop()
+        except Exception as exc:
+            await send({"type": "lifespan.shutdown.failed", "message": _failure(exc)})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def _failure(exc: Exception) -> str:
+    """Our errors say what is wrong and how to fix it; anything else is a bug: its traceback."""
+    if isinstance(exc, StructuredError):
+        return f"the node cannot start: {exc.message}"
+    return traceback.format_exc()
 
 
 def create_app(node: Node | Settings | None = None) -> KvdbApp:
@@ -59,20 +96,10 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     registry = build_registry(node, http)
     registry.register(BusCollector(node))
     registry.register(PipelineCollector(node))
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await node.start()
-        try:
-            yield
-        finally:
-            await node.stop()
-
     api = FastAPI(
         title="kvdb",
         summary="A key-value database whose every committed write is a durable change event",
         version="0.1.0",
-        lifespan=lifespan,
     )
     auth = TokenAuth(
         (t.token.get_secret_value(), Role[t.role.upper()]) for t in node.settings.server.tokens
