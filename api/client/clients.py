@@ -25,41 +25,16 @@ import msgpack
 
 from kvdb.ops import Delete, Put
 
-from .errors import (
-    ClientError,
-    Compacted,
-    ConnectionFailed,
-    Forbidden,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    PreconditionFailed,
-    ServerError,
-    StorageFull,
-    Unauthorized,
-    raise_for_error,
-)
-from .watch import AsyncWatch, Watch, WatchError
+from .errors import ConnectionFailed, raise_for_error
+from .watch import AsyncWatch, Watch
 
 __all__ = [
     "AsyncClient",
     "BatchResult",
     "Client",
-    "ClientError",
-    "Compacted",
-    "ConnectionFailed",
     "DeleteResult",
-    "Forbidden",
-    "InvalidRequest",
     "Item",
-    "NotFound",
-    "PayloadTooLarge",
-    "PreconditionFailed",
     "ScanPage",
-    "ServerError",
-    "StorageFull",
-    "Unauthorized",
-    "WatchError",
     "WriteResult",
 ]
 

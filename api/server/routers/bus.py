@@ -8,7 +8,8 @@ Handler and route bodies have the shape of the YAML sections (``api/settings/bus
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -62,94 +63,106 @@ def _named(body: Any, name: str) -> Any:
     return body
 
 
-# -- handlers ---------------------------------------------------------------------------------
+# -- handlers and routes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Named:
+    """Handlers or routes: objects of the bus kept by name, with the same five endpoints
+    (list, add, get, add or replace, remove) under ``/bus/<plural>``."""
+
+    plural: str
+    singular: str
+    settings: type[HandlerSettings] | type[RouteSettings]
+    names: Callable[[EventBus], list[str]]
+    document: Callable[[EventBus, str], dict[str, Any]]
+    add: Callable[[EventBus, Any], Awaitable[object]]
+    put: Callable[[EventBus, Any], Awaitable[bool]]  # True: created
+    remove: Callable[[EventBus, str], Awaitable[None]]
+    notes: dict[str, str]  # per endpoint: what its OpenAPI description says
+
+    def register(self, on: APIRouter) -> None:
+        async def list_all(request: Request) -> dict[str, Any]:
+            bus = _bus(request)
+            return {self.plural: [self.document(bus, name) for name in self.names(bus)]}
+
+        async def add(request: Request, body: JsonBody) -> dict[str, Any]:
+            bus = _bus(request)
+            settings = _parse(self.settings, body, self.singular)
+            await self.add(bus, settings)
+            return self.document(bus, settings.name)
+
+        async def get(request: Request, name: str) -> dict[str, Any]:
+            return self.document(_bus(request), name)
+
+        async def put(
+            request: Request, response: Response, name: str, body: JsonBody
+        ) -> dict[str, Any]:
+            bus = _bus(request)
+            settings = _parse(self.settings, _named(body, name), self.singular)
+            response.status_code = 201 if await self.put(bus, settings) else 200
+            return self.document(bus, name)
+
+        async def delete(request: Request, name: str) -> dict[str, Any]:
+            await self.remove(_bus(request), name)
+            return {"name": name, "deleted": True}
+
+        path, read, admin = f"/{self.plural}", [require(Role.READ)], [require(Role.ADMIN)]
+        for endpoint, route, method, dependencies, status in (
+            (list_all, path, "GET", read, 200),
+            (add, path, "POST", admin, 201),
+            (get, f"{path}/{{name}}", "GET", read, 200),
+            (put, f"{path}/{{name}}", "PUT", admin, 200),
+            (delete, f"{path}/{{name}}", "DELETE", admin, 200),
+        ):
+            verb = endpoint.__name__
+            name = f"list_{self.plural}" if verb == "list_all" else f"{verb}_{self.singular}"
+            on.add_api_route(
+                route, endpoint, methods=[method], dependencies=dependencies,
+                status_code=status, name=name, description=self.notes.get(endpoint.__name__),
+            )  # fmt: skip
 
 
 def _handler_document(bus: EventBus, name: str) -> dict[str, Any]:
     return {**bus.describe(name), "stats": bus.handler_stats(name).to_dict()}
 
 
-@router.get("/handlers", dependencies=[require(Role.READ)])
-async def list_handlers(request: Request) -> dict[str, Any]:
-    bus = _bus(request)
-    return {"handlers": [_handler_document(bus, h.name) for h in bus.handlers()]}
-
-
-@router.post("/handlers", status_code=201, dependencies=[require(Role.ADMIN)])
-async def add_handler(request: Request, body: JsonBody) -> dict[str, Any]:
-    """Add a webhook, log or python handler; it receives events from now on."""
-    bus = _bus(request)
-    settings: HandlerSettings = _parse(HandlerSettings, body, "handler")
-    await bus.add_handler(settings.handler_spec(), persist=True)
-    return _handler_document(bus, settings.name)
-
-
-@router.get("/handlers/{name}", dependencies=[require(Role.READ)])
-async def get_handler(request: Request, name: str) -> dict[str, Any]:
-    return _handler_document(_bus(request), name)
-
-
-@router.put("/handlers/{name}", dependencies=[require(Role.ADMIN)])
-async def put_handler(
-    request: Request, response: Response, name: str, body: JsonBody
-) -> dict[str, Any]:
-    """Add the handler or replace it; a replacement continues from the old one's checkpoint."""
-    bus = _bus(request)
-    settings: HandlerSettings = _parse(HandlerSettings, _named(body, name), "handler")
-    _, created = await bus.put_handler(settings.handler_spec(), persist=True)
-    response.status_code = 201 if created else 200
-    return _handler_document(bus, name)
-
-
-@router.delete("/handlers/{name}", dependencies=[require(Role.ADMIN)])
-async def delete_handler(request: Request, name: str) -> dict[str, Any]:
-    """Remove the handler and its checkpoint (its dead letters stay until purged)."""
-    await _bus(request).remove_handler(name)
-    return {"name": name, "deleted": True}
-
-
-# -- routes -----------------------------------------------------------------------------------
-
-
 def _route_document(bus: EventBus, name: str) -> dict[str, Any]:
     return {**bus.route(name).to_dict(), "stored": bus.route_is_stored(name)}
 
 
-@router.get("/routes", dependencies=[require(Role.READ)])
-async def list_routes(request: Request) -> dict[str, Any]:
-    """Routes in the order they are consulted: highest priority first."""
-    bus = _bus(request)
-    return {"routes": [_route_document(bus, route.name) for route in bus.routes()]}
+async def _put_handler(bus: EventBus, settings: HandlerSettings) -> bool:
+    _, created = await bus.put_handler(settings.handler_spec(), persist=True)
+    return created
 
 
-@router.post("/routes", status_code=201, dependencies=[require(Role.ADMIN)])
-async def add_route(request: Request, body: JsonBody) -> dict[str, Any]:
-    bus = _bus(request)
-    settings: RouteSettings = _parse(RouteSettings, body, "route")
-    await bus.add_route(settings.event_route(), persist=True)
-    return _route_document(bus, settings.name)
-
-
-@router.get("/routes/{name}", dependencies=[require(Role.READ)])
-async def get_route(request: Request, name: str) -> dict[str, Any]:
-    return _route_document(_bus(request), name)
-
-
-@router.put("/routes/{name}", dependencies=[require(Role.ADMIN)])
-async def put_route(
-    request: Request, response: Response, name: str, body: JsonBody
-) -> dict[str, Any]:
-    bus = _bus(request)
-    settings: RouteSettings = _parse(RouteSettings, _named(body, name), "route")
-    created = await bus.put_route(settings.event_route(), persist=True)
-    response.status_code = 201 if created else 200
-    return _route_document(bus, name)
-
-
-@router.delete("/routes/{name}", dependencies=[require(Role.ADMIN)])
-async def delete_route(request: Request, name: str) -> dict[str, Any]:
-    await _bus(request).remove_route(name)
-    return {"name": name, "deleted": True}
+_Named(
+    "handlers",
+    "handler",
+    HandlerSettings,
+    names=lambda bus: [handler.name for handler in bus.handlers()],
+    document=_handler_document,
+    add=lambda bus, settings: bus.add_handler(settings.handler_spec(), persist=True),
+    put=_put_handler,
+    remove=lambda bus, name: bus.remove_handler(name),
+    notes={
+        "add": "Add a webhook, log or python handler; it receives events from now on.",
+        "put": "Add the handler or replace it; a replacement continues from the old one's "
+        "checkpoint.",
+        "delete": "Remove the handler and its checkpoint (its dead letters stay until purged).",
+    },
+).register(router)
+_Named(
+    "routes",
+    "route",
+    RouteSettings,
+    names=lambda bus: [route.name for route in bus.routes()],
+    document=_route_document,
+    add=lambda bus, settings: bus.add_route(settings.event_route(), persist=True),
+    put=lambda bus, settings: bus.put_route(settings.event_route(), persist=True),
+    remove=lambda bus, name: bus.remove_route(name),
+    notes={"list_all": "Routes in the order they are consulted: highest priority first."},
+).register(router)
 
 
 # -- dead letters -----------------------------------------------------------------------------
