@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from types import TracebackType
+from typing import Generic, TypeVar, cast
 
 from changestream import ChangeStreamManager, Clock
 from compute import StreamComputingEngine
@@ -25,6 +25,22 @@ from .settings.bus import bus_setup
 from .settings.pipelines import start_pipelines
 
 __all__ = ["Node"]
+
+_T = TypeVar("_T")
+
+
+class _Part(Generic[_T]):
+    """A part of a node (``store``, ``streams``...), there while the node runs: reading it
+    before ``start()`` or after ``stop()`` raises ``NodeNotStarted``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = f"_{name}"
+
+    def __get__(self, node: object, owner: type | None = None) -> _T:
+        part = getattr(node, self._attribute)
+        if part is None:
+            raise NodeNotStarted
+        return cast(_T, part)
 
 
 class Node:
@@ -44,30 +60,10 @@ class Node:
         self._compute: StreamComputingEngine | None = None
         self._running: contextlib.AsyncExitStack | None = None
 
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise NodeNotStarted
-        return self._store
-
-    @property
-    def streams(self) -> ChangeStreamManager:
-        if self._streams is None:
-            raise NodeNotStarted
-        return self._streams
-
-    @property
-    def bus(self) -> EventBus:
-        if self._bus is None:
-            raise NodeNotStarted
-        return self._bus
-
-    @property
-    def compute(self) -> StreamComputingEngine:
-        """Stream computing: pipelines (Python and SQL) and their results."""
-        if self._compute is None:
-            raise NodeNotStarted
-        return self._compute
+    store = _Part[Store]()
+    streams = _Part[ChangeStreamManager]()
+    bus = _Part[EventBus]()
+    compute = _Part[StreamComputingEngine]()  # pipelines (Python and SQL) and their results
 
     @property
     def started(self) -> bool:
@@ -117,10 +113,5 @@ class Node:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .callables import is_async_callable, resolve_import_path
 from .clock import Clock, SystemClock
-from .config import OverflowPolicy, StreamConfig
+from .config import OverflowPolicy, StreamConfig, config_from_dict
 from .consumer import Consumer, ConsumerStats
 from .cursor import Batch, Cursor, CursorState
 from .errors import (
@@ -48,6 +48,7 @@ __all__ = [
     "UnknownStream",
     "compile_pattern",
     "compile_pattern_set",
+    "config_from_dict",
     "is_async_callable",
     "parse_event_types",
     "resolve_import_path",

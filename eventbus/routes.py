@@ -18,6 +18,7 @@ from changestream import (
     ChangeStreamError,
     compile_pattern,
     compile_pattern_set,
+    config_from_dict,
     parse_event_types,
 )
 from kvdb import ChangeEvent, EventType
@@ -83,17 +84,7 @@ class EventRoute:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> EventRoute:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(doc) - known
-        if unknown:
-            raise InvalidRoute(
-                f"unknown route field(s) {', '.join(sorted(unknown))}; expected some of "
-                f"{', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**doc)
-        except TypeError as exc:
-            raise InvalidRoute(f"invalid route: {exc}") from exc
+        return config_from_dict(cls, doc, InvalidRoute, "route")
 
 
 class _CompiledRoute:

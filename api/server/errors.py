@@ -18,49 +18,11 @@ from typing import Any
 import orjson
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from changestream import (
-    ConsumerBusy,
-    CursorClosed,
-    InvalidAck,
-    InvalidStreamConfig,
-    StreamExists,
-    UnknownStream,
-)
-from compute import (
-    IncompatibleState,
-    InvalidRecord,
-    PipelineDefinitionError,
-    PipelineExists,
-    SqlError,
-    SqlStreamExists,
-    StepError,
-    StreamInUse,
-    UnknownPipeline,
-    UnknownSqlStream,
-)
-from eventbus import (
-    BusNotStarted,
-    DeliveryError,
-    HandlerExists,
-    HandlerInUse,
-    InvalidBusConfig,
-    RouteExists,
-    UnknownAggregation,
-    UnknownDeadLetter,
-    UnknownHandler,
-    UnknownRoute,
-)
-from kvdb import (
-    BatchTooLarge,
-    Compacted,
-    DataDirLocked,
-    PreconditionFailed,
-    StorageFull,
-    StoreClosed,
-    StructuredError,
-    ValidationError,
-    ValueTooLarge,
-)
+import changestream
+import compute
+import eventbus
+import kvdb
+from kvdb import StructuredError
 
 from ..errors import ApiError, NodeNotStarted
 
@@ -131,43 +93,43 @@ HTTP_STATUS: dict[type[StructuredError], int] = {
     PayloadTooLarge: 413,
     NodeNotStarted: 503,
     # kvdb
-    ValidationError: 400,
-    PreconditionFailed: 412,
-    Compacted: 410,
-    ValueTooLarge: 413,
-    BatchTooLarge: 413,
-    StorageFull: 507,
-    StoreClosed: 503,
-    DataDirLocked: 500,
+    kvdb.ValidationError: 400,
+    kvdb.PreconditionFailed: 412,
+    kvdb.Compacted: 410,
+    kvdb.ValueTooLarge: 413,
+    kvdb.BatchTooLarge: 413,
+    kvdb.StorageFull: 507,
+    kvdb.StoreClosed: 503,
+    kvdb.DataDirLocked: 500,
     # changestream
-    InvalidStreamConfig: 400,
-    InvalidAck: 400,
-    UnknownStream: 404,
-    StreamExists: 409,
-    ConsumerBusy: 409,
-    CursorClosed: 410,
+    changestream.InvalidStreamConfig: 400,
+    changestream.InvalidAck: 400,
+    changestream.UnknownStream: 404,
+    changestream.StreamExists: 409,
+    changestream.ConsumerBusy: 409,
+    changestream.CursorClosed: 410,
     # eventbus
-    InvalidBusConfig: 400,
-    UnknownHandler: 404,
-    UnknownRoute: 404,
-    UnknownDeadLetter: 404,
-    UnknownAggregation: 404,
-    HandlerExists: 409,
-    RouteExists: 409,
-    HandlerInUse: 409,
-    DeliveryError: 502,
-    BusNotStarted: 503,
+    eventbus.InvalidBusConfig: 400,
+    eventbus.UnknownHandler: 404,
+    eventbus.UnknownRoute: 404,
+    eventbus.UnknownDeadLetter: 404,
+    eventbus.UnknownAggregation: 404,
+    eventbus.HandlerExists: 409,
+    eventbus.RouteExists: 409,
+    eventbus.HandlerInUse: 409,
+    eventbus.DeliveryError: 502,
+    eventbus.BusNotStarted: 503,
     # compute
-    SqlError: 400,
-    PipelineDefinitionError: 400,
-    InvalidRecord: 400,
-    UnknownPipeline: 404,
-    UnknownSqlStream: 404,
-    PipelineExists: 409,
-    SqlStreamExists: 409,
-    StreamInUse: 409,
-    IncompatibleState: 409,
-    StepError: 422,
+    compute.SqlError: 400,
+    compute.PipelineDefinitionError: 400,
+    compute.InvalidRecord: 400,
+    compute.UnknownPipeline: 404,
+    compute.UnknownSqlStream: 404,
+    compute.PipelineExists: 409,
+    compute.SqlStreamExists: 409,
+    compute.StreamInUse: 409,
+    compute.IncompatibleState: 409,
+    compute.StepError: 422,
 }
 
 _INTERNAL = {"error": "internal_error", "message": "internal server error; see the log"}

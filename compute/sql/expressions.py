@@ -350,30 +350,21 @@ def _comparison(node: exp.Expr, scope: Scope) -> Compiled:
 
 
 def _logical(node: exp.Expr, scope: Scope) -> Compiled:
+    """AND / OR in three-valued logic: one operand that decides (FALSE for AND, TRUE for OR)
+    decides, whatever the other; otherwise a NULL operand makes the result NULL."""
     lf, rf = _compile(node.this, scope).fn, _compile(node.expression, scope).fn
-    if isinstance(node, exp.And):
+    decides = not isinstance(node, exp.And)
 
-        def conjunction(row: Row) -> Any:
-            a = lf(row)
-            if a is False:
-                return False
-            b = rf(row)
-            if b is False:
-                return False
-            return None if a is None or b is None else True
-
-        return Compiled(conjunction, "BOOLEAN")
-
-    def disjunction(row: Row) -> Any:
+    def logical(row: Row) -> Any:
         a = lf(row)
-        if a is True:
-            return True
+        if a is decides:
+            return decides
         b = rf(row)
-        if b is True:
-            return True
-        return None if a is None or b is None else False
+        if b is decides:
+            return decides
+        return None if a is None or b is None else not decides
 
-    return Compiled(disjunction, "BOOLEAN")
+    return Compiled(logical, "BOOLEAN")
 
 
 def _in(node: exp.In, scope: Scope) -> Compiled:
