@@ -18,11 +18,13 @@ from compute import StreamComputingEngine
 from eventbus import EventBus, EventBusError
 from kvdb import Store
 from kvdb.hlc import wall_clock_ms
+from sync import SyncService
 
 from .errors import ConfigError, NodeNotStarted
 from .settings import Settings
 from .settings.bus import bus_setup
 from .settings.pipelines import start_pipelines
+from .settings.sync import start_sync
 
 __all__ = ["Node"]
 
@@ -58,20 +60,23 @@ class Node:
         self._streams: ChangeStreamManager | None = None
         self._bus: EventBus | None = None
         self._compute: StreamComputingEngine | None = None
+        self._sync: SyncService | None = None
         self._running: contextlib.AsyncExitStack | None = None
 
     store = _Part[Store]()
     streams = _Part[ChangeStreamManager]()
     bus = _Part[EventBus]()
     compute = _Part[StreamComputingEngine]()  # pipelines (Python and SQL) and their results
+    sync = _Part[SyncService]()  # replication: sync processors, the receiving end, conflicts
 
     @property
     def started(self) -> bool:
         return self._store is not None
 
     async def start(self) -> None:
-        """Open the store, then change streams, the event bus and stream computing, each with
-        what the settings configure. If a part fails to start, the ones before it stop."""
+        """Open the store, then change streams, the event bus, stream computing and
+        replication, each with what the settings configure. If a part fails to start, the
+        ones before it stop."""
         if self._store is not None:
             return
         settings = self.settings
@@ -88,8 +93,14 @@ class Node:
             stack.push_async_callback(compute.stop)
             await compute.start()
             await start_pipelines(compute, settings.pipelines, settings.source)
+            skew = settings.node.max_clock_skew
+            sync = SyncService(store, streams, clock=self._stream_clock, max_clock_skew_ms=skew)
+            stack.push_async_callback(sync.stop)
+            await sync.start()
+            await start_sync(sync, settings.sync, settings.source)
             self._store, self._streams, self._bus, self._compute = store, streams, bus, compute
-            self._running = stack.pop_all()  # stop() unwinds it: compute, bus, streams, store
+            self._sync = sync
+            self._running = stack.pop_all()  # stop() unwinds it: sync, compute, bus, streams, store
 
     async def _start_bus(self, store: Store, streams: ChangeStreamManager) -> EventBus:
         """The event bus with the handlers, routes and aggregations of the settings."""
@@ -105,7 +116,7 @@ class Node:
     async def stop(self) -> None:
         """Stop in reverse order of start; idempotent."""
         running, self._running = self._running, None
-        self._store = self._streams = self._bus = self._compute = None
+        self._store = self._streams = self._bus = self._compute = self._sync = None
         if running is not None:
             await running.aclose()
 

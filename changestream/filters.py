@@ -120,6 +120,9 @@ class EventFilter:
             return False
         return self._key_matches is None or self._key_matches(event.key)
 
+    def matches_key(self, key: str) -> bool:
+        return self._key_matches is None or self._key_matches(key)
+
     def select(self, events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
         if self.matches_everything:
             return list(events)

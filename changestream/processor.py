@@ -22,6 +22,7 @@ from .aio import cancel_and_wait
 from .callables import is_async_callable
 from .clock import Clock
 from .consumer import Consumer
+from .cursor import Batch
 from .errors import CursorClosed
 
 __all__ = ["FunctionProcessor", "ProcessorRunner", "StreamProcessor"]
@@ -35,7 +36,13 @@ RETRY_MAX_MS = 30_000
 
 @runtime_checkable
 class StreamProcessor(Protocol):
-    """Receives a stream's events. ``name`` identifies its checkpoint within the stream."""
+    """Receives a stream's events. ``name`` identifies its checkpoint within the stream.
+
+    A processor may also define ``async def process_batch(self, batch: Batch)``: it is then
+    called instead of ``process`` with the whole ``Batch``, whose ``through`` says how far the
+    batch reaches past its last event (events the stream's filter skipped), and also for a
+    batch of skipped events only. Replication uses it to move its peer's checkpoint along.
+    """
 
     name: str
 
@@ -73,6 +80,9 @@ class ProcessorRunner:
         self._clock = clock
         self.error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
+        self._process_batch: Callable[[Batch], Awaitable[None]] | None = getattr(
+            processor, "process_batch", None
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"processor {self.consumer.key}")
@@ -90,19 +100,25 @@ class ProcessorRunner:
         try:
             while True:
                 batch = await cursor.next_batch(idle_timeout_ms=IDLE_CHECKPOINT_MS)
-                if batch.events:
-                    await self._process(batch.events)
+                if batch.events or (
+                    self._process_batch is not None and batch.through > self.consumer.checkpoint
+                ):
+                    await self._process(batch)
                 if batch.through > self.consumer.checkpoint:
                     await self.consumer.ack(batch.through)
         except (Compacted, CursorClosed) as exc:
             self.error = exc
             log.warning("processor %s stopped: %s", self.consumer.key, exc)
 
-    async def _process(self, events: list[ChangeEvent]) -> None:
+    async def _process(self, batch: Batch) -> None:
+        events = batch.events
         attempt = 0
         while True:
             try:
-                await self.processor.process(events)
+                if self._process_batch is not None:
+                    await self._process_batch(batch)
+                else:
+                    await self.processor.process(events)
                 return
             except asyncio.CancelledError:
                 raise
@@ -113,6 +129,7 @@ class ProcessorRunner:
                 delay *= random.uniform(0.5, 1.0)
                 log.exception(
                     "processor %s failed on seq %d..%d (attempt %d); retrying in %.0f ms",
-                    self.consumer.key, events[0].seq, events[-1].seq, attempt, delay,
+                    self.consumer.key, events[0].seq if events else batch.through,
+                    batch.through, attempt, delay,
                 )  # fmt: skip
                 await self._clock.sleep(delay)

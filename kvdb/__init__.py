@@ -7,12 +7,16 @@ from .checkpoints import Checkpoint
 from .config import Durability, Limits, RetentionPolicy, StoreConfig
 from .errors import (
     BatchTooLarge,
+    ClockSkew,
     Compacted,
     DataDirLocked,
+    EpochMismatch,
     InvalidKey,
     KvdbError,
     PreconditionFailed,
+    ReplicationError,
     ReservedKey,
+    SequenceGap,
     StorageError,
     StorageFull,
     StoreClosed,
@@ -23,30 +27,55 @@ from .errors import (
 from .events import ChangeEvent, EventType
 from .hlc import HybridLogicalClock, hlc_to_ms
 from .ops import BatchResult, Delete, Entry, Put, ScanPage, WriteResult
+from .replica import Replica
+from .replication import (
+    ApplyResult,
+    ConflictRecord,
+    InboundCheckpoint,
+    RemoteBatch,
+    RemoteItem,
+    Resolution,
+    Resolver,
+    VersionedValue,
+    conflict_id,
+)
 from .store import Store, StoreStats
+from .versions import Version, VersionVector
 from .writer import CommitListener, WriteTask
 
 __all__ = [
+    "ApplyResult",
     "BatchResult",
     "BatchTooLarge",
     "ChangeEvent",
     "Checkpoint",
+    "ClockSkew",
     "CommitListener",
     "Compacted",
+    "ConflictRecord",
     "DataDirLocked",
     "Delete",
     "Durability",
     "Entry",
+    "EpochMismatch",
     "EventType",
     "HybridLogicalClock",
+    "InboundCheckpoint",
     "InvalidKey",
     "KvdbError",
     "Limits",
     "PreconditionFailed",
     "Put",
+    "RemoteBatch",
+    "RemoteItem",
+    "Replica",
+    "ReplicationError",
     "ReservedKey",
+    "Resolution",
+    "Resolver",
     "RetentionPolicy",
     "ScanPage",
+    "SequenceGap",
     "StorageError",
     "StorageFull",
     "Store",
@@ -56,7 +85,11 @@ __all__ = [
     "StructuredError",
     "ValidationError",
     "ValueTooLarge",
+    "Version",
+    "VersionVector",
+    "VersionedValue",
     "WriteResult",
     "WriteTask",
+    "conflict_id",
     "hlc_to_ms",
 ]

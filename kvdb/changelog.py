@@ -8,16 +8,28 @@ Resume tokens: ``read(since=N)`` returns events with ``seq > N``. The log is gap
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import lmdb
 
 from .checkpoints import min_pinned_seq
-from .codec import decode_event, decode_seq, encode_seq, event_hlc, record_hlc, record_is_tombstone
+from .codec import (
+    Raw,
+    Record,
+    decode_event,
+    decode_record,
+    decode_seq,
+    encode_seq,
+    event_hlc,
+    record_hlc,
+    record_is_tombstone,
+)
 from .config import RetentionPolicy
 from .errors import Compacted
 from .events import ChangeEvent
 from .hlc import hlc_to_ms
+from .replication import read_knowledge
 from .txn import WriteContext
 from .writer import WriteTask
 
@@ -65,13 +77,20 @@ class CompactionTask(WriteTask):
     more, and the caller submits another task (so compaction never holds the writer long).
     """
 
-    __slots__ = ("now_ms", "policy", "tombstone_grace_ms")
+    __slots__ = ("guard", "now_ms", "policy", "tombstone_grace_ms")
 
-    def __init__(self, policy: RetentionPolicy, tombstone_grace_ms: int, now_ms: int) -> None:
+    def __init__(
+        self,
+        policy: RetentionPolicy,
+        tombstone_grace_ms: int,
+        now_ms: int,
+        guard: Callable[[int], bool] | None = None,
+    ) -> None:
         super().__init__(size=policy.compaction_chunk)
         self.policy = policy
         self.tombstone_grace_ms = tombstone_grace_ms
         self.now_ms = now_ms
+        self.guard = guard
 
     def apply(self, ctx: WriteContext) -> int:
         return self._compact_log(ctx) + self._collect_tombstones(ctx)
@@ -99,8 +118,13 @@ class CompactionTask(WriteTask):
         return deleted
 
     def _collect_tombstones(self, ctx: WriteContext) -> int:
+        """Reap tombstones, oldest first, that are older than the grace period and that no
+        other node can still need (REPLICATION 5): this node has received every write their
+        vectors cover, and the guard (set by replication) says every peer holds them. The
+        first tombstone that must stay ends the pass: younger ones wait behind it."""
         cutoff = self.now_ms - self.tombstone_grace_ms
         data = ctx.dbs["data"]
+        knowledge = read_knowledge(ctx.txn, ctx.dbs["meta"])
         deleted = 0
         with ctx.txn.cursor(db=ctx.dbs["tombstones"]) as cursor:
             if not cursor.first():
@@ -113,7 +137,18 @@ class CompactionTask(WriteTask):
                 raw = ctx.txn.get(key, db=data)
                 # The key may have been written again since; only drop the same tombstone.
                 if raw is not None and record_is_tombstone(raw) and record_hlc(raw) == hlc:
+                    if not self._may_reap(ctx, decode_record(raw), cursor.value(), knowledge):
+                        break
                     ctx.txn.delete(key, db=data)
                 cursor.delete()
                 deleted += 1
         return deleted
+
+    def _may_reap(
+        self, ctx: WriteContext, record: Record, raw_seq: Raw, knowledge: dict[str, int]
+    ) -> bool:
+        for origin, hlc in record.vector().items():
+            if origin != ctx.origin and knowledge.get(origin, -1) < hlc:
+                return False  # a write this tombstone covers has not arrived here yet
+        seq = _U64.unpack(raw_seq)[0] if len(raw_seq) == _U64.size else 0
+        return self.guard is None or self.guard(seq)

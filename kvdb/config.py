@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .versions import check_node_id
+
 __all__ = ["Durability", "Limits", "RetentionPolicy", "StoreConfig"]
 
 KiB = 1024
@@ -93,7 +95,7 @@ class StoreConfig:
             raise ValueError("map_size must be at least 1 MiB")
         if self.max_map_size is not None and self.max_map_size < self.map_size:
             raise ValueError("max_map_size must be at least map_size")
-        if self.node_id is not None and not (0 < len(self.node_id.encode()) <= 64):
-            raise ValueError("node_id must be 1..64 bytes")
+        if self.node_id is not None:
+            check_node_id(self.node_id)
         if self.max_group_ops < 1:
             raise ValueError("max_group_ops must be at least 1")

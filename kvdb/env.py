@@ -69,7 +69,16 @@ class _ResizeGate:
 class Environment:
     """Opens (or creates) the node's LMDB environment under ``config.data_dir``."""
 
-    DATABASES = ("data", "changelog", "meta", "checkpoints", "tombstones", "system")
+    DATABASES = (
+        "data",
+        "changelog",
+        "meta",
+        "checkpoints",
+        "tombstones",
+        "system",
+        "inbound",
+        "conflicts",
+    )
 
     def __init__(self, config: StoreConfig) -> None:
         self.config = config

@@ -26,6 +26,11 @@ package every other one may import (the layering in DESIGN 1).
         │                          key, current_version                     (precondition_failed)
         ├── Compacted              asked for events older than the log;
         │                          since, oldest_seq                        (compacted)
+        ├── ReplicationError       a replication batch cannot be applied;
+        │   │                      where the sender stands                  (replication_error)
+        │   ├── SequenceGap        batch starts past the inbound checkpoint (sequence_gap)
+        │   ├── EpochMismatch      a store was wiped or restored            (epoch_mismatch)
+        │   └── ClockSkew          versions too far ahead of the clock      (clock_skew)
         ├── StorageFull            disk or map_size limit reached           (storage_full)
         ├── DataDirLocked          another process owns the data dir        (data_dir_locked)
         ├── StoreClosed            the store is closed or closing           (store_closed)
@@ -34,16 +39,23 @@ package every other one may import (the layering in DESIGN 1).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .versions import Version
 
 __all__ = [
     "BatchTooLarge",
+    "ClockSkew",
     "Compacted",
     "DataDirLocked",
+    "EpochMismatch",
     "InvalidKey",
     "KvdbError",
     "PreconditionFailed",
+    "ReplicationError",
     "ReservedKey",
+    "SequenceGap",
     "StorageError",
     "StorageFull",
     "StoreClosed",
@@ -106,7 +118,7 @@ class PreconditionFailed(KvdbError):
 
     code = "precondition_failed"
 
-    def __init__(self, message: str, *, key: str, current_version: int | None) -> None:
+    def __init__(self, message: str, *, key: str, current_version: Version | None) -> None:
         version = None if current_version is None else str(current_version)
         super().__init__(message, key=key, current_version=version)
         self.key = key
@@ -129,6 +141,25 @@ class Compacted(KvdbError):
         )
         self.since = since
         self.oldest_seq = oldest_seq
+
+
+class ReplicationError(KvdbError):
+    """A replication batch that cannot be applied; nothing of it was written. ``fields``
+    says where the sender stands."""
+
+    code = "replication_error"
+
+
+class SequenceGap(ReplicationError):
+    code = "sequence_gap"
+
+
+class EpochMismatch(ReplicationError):
+    code = "epoch_mismatch"
+
+
+class ClockSkew(ReplicationError):
+    code = "clock_skew"
 
 
 class StorageFull(KvdbError):

@@ -7,6 +7,7 @@ import enum
 from typing import Any, NamedTuple
 
 from .hlc import hlc_to_ms
+from .versions import Version, VersionVector, decode_vector
 
 __all__ = ["ChangeEvent", "EventType", "decode_text_or_base64"]
 
@@ -21,9 +22,13 @@ class ChangeEvent(NamedTuple):
     """One committed mutation.
 
     ``seq`` is node-local, gapless and strictly increasing; ``txn`` is shared by the events of
-    one atomic write (it equals the seq of that write's first event); ``old_value`` is None only
-    for INSERT and ``new_value`` only for DELETE. A NamedTuple because the writer makes one per
-    mutation on its hot path, and immutable because many consumers share each instance.
+    one atomic write (it equals the seq of that write's first event); ``new_value`` is None only
+    for DELETE, and ``old_value`` is None for INSERT (and for the DELETE of a key this node never
+    held, which replication records so the tombstone travels on). ``(hlc, origin)`` is the
+    version the write carries on every node; ``source`` is the node a replicated write arrived
+    from (None for a local write); ``vv`` is the encoded version vector (``kvdb.versions``).
+    A NamedTuple because the writer makes one per mutation on its hot path, and immutable
+    because many consumers share each instance.
     """
 
     seq: int
@@ -34,11 +39,22 @@ class ChangeEvent(NamedTuple):
     hlc: int
     origin: str
     txn: int
+    content_type: str | None = None
+    source: str | None = None
+    vv: bytes = b""
 
     @property
     def ts(self) -> int:
         """Commit wall time in ms since the epoch, from the HLC."""
         return hlc_to_ms(self.hlc)
+
+    @property
+    def version(self) -> Version:
+        return Version(self.hlc, self.origin)
+
+    def vector(self) -> VersionVector:
+        """The version vector of the written value (its own dot at least)."""
+        return decode_vector(self.vv, self.hlc, self.origin)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (DESIGN 2): ``hlc`` as a string because it exceeds 2**53; values as UTF-8
@@ -57,6 +73,10 @@ class ChangeEvent(NamedTuple):
         }
         if binary:
             doc["encoding"] = "base64"
+        if self.content_type is not None:
+            doc["content_type"] = self.content_type
+        if self.source is not None:
+            doc["source"] = self.source
         return doc
 
     def to_msgpack(self) -> dict[str, Any]:
@@ -71,6 +91,8 @@ class ChangeEvent(NamedTuple):
             "hlc": self.hlc,
             "origin": self.origin,
             "txn": self.txn,
+            "content_type": self.content_type,
+            "source": self.source,
         }
 
     @classmethod
@@ -85,6 +107,8 @@ class ChangeEvent(NamedTuple):
             hlc=int(doc["hlc"]),
             origin=doc["origin"],
             txn=int(doc["txn"]),
+            content_type=doc.get("content_type"),
+            source=doc.get("source"),
         )
 
 

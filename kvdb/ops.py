@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .versions import Version
+
 __all__ = ["BatchResult", "Delete", "Entry", "Put", "ScanPage", "WriteResult"]
 
 
@@ -18,7 +20,7 @@ class Put(NamedTuple):
     key: str
     value: bytes
     content_type: str | None = None
-    if_version: int | None = None
+    if_version: Version | None = None
     if_absent: bool = False
 
 
@@ -27,7 +29,7 @@ class Delete(NamedTuple):
     ``Store.delete`` reports it as not found."""
 
     key: str
-    if_version: int | None = None
+    if_version: Version | None = None
 
 
 Op = Put | Delete
@@ -35,11 +37,11 @@ Op = Put | Delete
 
 class WriteResult(NamedTuple):
     """Outcome of one operation. ``seq`` is None when the op changed nothing (delete of an
-    absent key); ``version`` is the HLC of the new value (or of the tombstone)."""
+    absent key); ``version`` is that of the new value (or of the tombstone)."""
 
     key: str
     seq: int | None
-    version: int | None
+    version: Version | None
 
 
 class BatchResult(NamedTuple):
@@ -59,9 +61,13 @@ class BatchResult(NamedTuple):
 class Entry:
     key: str
     value: bytes
-    version: int
-    origin: str
+    version: Version
     content_type: str | None
+
+    @property
+    def origin(self) -> str:
+        """The node that wrote this value."""
+        return self.version.origin
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ from .errors import KvdbError, ValidationError
 from .events import ChangeEvent
 from .hlc import HybridLogicalClock, wall_clock_ms
 from .ops import BatchResult, Delete, Entry, Put, ScanPage, WriteResult
+from .replica import Replica
+from .replication import META_EPOCH, new_epoch, read_epoch
 from .stats import WriterStats
 from .system import (
     DeleteSystemRecordTask,
@@ -40,6 +42,7 @@ from .system import (
 )
 from .txn import META_HLC, META_LAST_SEQ, META_NODE_ID, WriteContext, read_u64
 from .validation import validate_batch, validate_key, validate_value
+from .versions import Version
 from .writer import CommitListener, GroupCommitWriter, WriteTask
 
 __all__ = ["Store", "StoreStats"]
@@ -52,6 +55,7 @@ MAX_SCAN_LIMIT = 10_000
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     node_id: str
+    epoch: str
     last_seq: int
     oldest_seq: int
     log_events: int
@@ -71,7 +75,7 @@ class Store:
         self._env = Environment(config)
         self._dbs = self._env.dbs
         try:
-            self.node_id, last_seq, last_hlc = self._load_meta()
+            self.node_id, self.epoch, last_seq, last_hlc = self._load_meta()
         except BaseException:
             self._env.close()
             raise
@@ -85,13 +89,16 @@ class Store:
             max_group_ops=config.max_group_ops,
             flush_interval_s=flush,
         )
+        self.replica = Replica(
+            self._env, self._writer, clock, self.node_id, self.epoch, config.limits
+        )
         self._closing = threading.Event()
         self._maintenance = threading.Thread(
             target=self._maintain, name="kvdb-maintenance", daemon=True
         )
         self._maintenance.start()
 
-    def _load_meta(self) -> tuple[str, int, int]:
+    def _load_meta(self) -> tuple[str, str, int, int]:
         meta = self._dbs["meta"]
         with self._env.lmdb.begin(write=True) as txn:
             stored = txn.get(META_NODE_ID, db=meta)
@@ -100,9 +107,13 @@ class Store:
                 if stored is not None:
                     log.warning("node id changes from %s to %s", stored.decode(), node_id)
                 txn.put(META_NODE_ID, node_id.encode(), db=meta)
+            epoch = read_epoch(txn, meta)
+            if not epoch:  # a new data directory (or one from before replication)
+                epoch = new_epoch()
+                txn.put(META_EPOCH, epoch.encode(), db=meta)
             last_seq = read_u64(txn, META_LAST_SEQ, meta) or 0
             last_hlc = read_u64(txn, META_HLC, meta) or 0
-        return node_id, last_seq, last_hlc
+        return node_id, epoch, last_seq, last_hlc
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -118,7 +129,7 @@ class Store:
         if raw is None or record_is_tombstone(raw):
             return default
         record = decode_record(raw)
-        return Entry(key, record.value, record.hlc, record.origin, record.content_type)
+        return Entry(key, record.value, record.version, record.content_type)
 
     def scan(
         self,
@@ -156,13 +167,7 @@ class Store:
                         continue
                     record = decode_record(raw)
                     items.append(
-                        Entry(
-                            raw_key.decode(),
-                            record.value,
-                            record.hlc,
-                            record.origin,
-                            record.content_type,
-                        )
+                        Entry(raw_key.decode(), record.value, record.version, record.content_type)
                     )
         next_cursor = _encode_cursor(last_key) if more and last_key is not None else None
         return ScanPage(tuple(items), next_cursor)
@@ -187,7 +192,7 @@ class Store:
         value: bytes,
         *,
         content_type: str | None = None,
-        if_version: int | None = None,
+        if_version: Version | None = None,
         if_absent: bool = False,
     ) -> WriteResult:
         key_bytes = validate_key(key, self.limits)
@@ -196,7 +201,7 @@ class Store:
         result: WriteResult = await self._writer.run(task)
         return result
 
-    async def delete(self, key: str, *, if_version: int | None = None) -> WriteResult:
+    async def delete(self, key: str, *, if_version: Version | None = None) -> WriteResult:
         """Delete ``key``. The result's ``seq`` is None if the key did not exist."""
         result = await self.batch([Delete(key, if_version)])
         return result.results[0]
@@ -213,7 +218,7 @@ class Store:
         value: bytes,
         *,
         content_type: str | None = None,
-        if_version: int | None = None,
+        if_version: Version | None = None,
         if_absent: bool = False,
     ) -> WriteResult:
         key_bytes = validate_key(key, self.limits)
@@ -222,7 +227,7 @@ class Store:
         result: WriteResult = self._writer.run_sync(task)
         return result
 
-    def delete_sync(self, key: str, *, if_version: int | None = None) -> WriteResult:
+    def delete_sync(self, key: str, *, if_version: Version | None = None) -> WriteResult:
         return self.batch_sync([Delete(key, if_version)]).results[0]
 
     def batch_sync(self, ops: Sequence[Put | Delete]) -> BatchResult:
@@ -300,7 +305,12 @@ class Store:
         total = 0
         retention = self.config.retention
         while True:
-            task = CompactionTask(retention, self.config.tombstone_grace_ms, self._wall())
+            task = CompactionTask(
+                retention,
+                self.config.tombstone_grace_ms,
+                self._wall(),
+                self.replica.tombstone_guard,
+            )
             deleted: int = self._writer.run_sync(task)
             total += deleted
             if deleted < retention.compaction_chunk:
@@ -324,6 +334,7 @@ class Store:
             first = oldest_seq(txn, self._dbs["changelog"], self.last_seq)
         return StoreStats(
             self.node_id,
+            self.epoch,
             self.last_seq,
             first,
             log_events,
@@ -367,7 +378,7 @@ class _PutTask(WriteTask):
         key_bytes: bytes,
         value: bytes,
         content_type: str | None,
-        if_version: int | None,
+        if_version: Version | None,
         if_absent: bool,
     ) -> None:
         super().__init__()

@@ -13,17 +13,22 @@ from typing import Any
 import lmdb
 
 from .codec import (
+    Raw,
+    decode_record,
     encode_event,
     encode_record,
     encode_seq,
+    record_has_only_own_dot,
     record_hlc,
     record_is_tombstone,
+    record_origin,
     record_value,
 )
 from .errors import PreconditionFailed
 from .events import ChangeEvent, EventType
 from .hlc import HybridLogicalClock
 from .ops import WriteResult
+from .versions import Version, encode_vector, vector_of
 
 __all__ = ["META_HLC", "META_LAST_SEQ", "META_NODE_ID", "WriteContext"]
 
@@ -86,14 +91,16 @@ class WriteContext:
         self._hlc_next = hlc + count
         return hlc
 
-    def current_version(self, key: bytes) -> int | None:
-        """HLC of the key's live value, or None if absent or deleted."""
+    def current_version(self, key: bytes) -> Version | None:
+        """Version of the key's live value, or None if absent or deleted."""
         raw = self.txn.get(key, db=self._data)
         if raw is None or record_is_tombstone(raw):
             return None
-        return record_hlc(raw)
+        return Version(record_hlc(raw), record_origin(raw))
 
-    def check(self, key: str, key_bytes: bytes, if_version: int | None, if_absent: bool) -> None:
+    def check(
+        self, key: str, key_bytes: bytes, if_version: Version | None, if_absent: bool
+    ) -> None:
         """Raise ``PreconditionFailed`` unless the key's current version satisfies the
         condition (``if_absent``: no live value; ``if_version``: exactly that version)."""
         if if_version is None and not if_absent:
@@ -129,14 +136,24 @@ class WriteContext:
             value = bytes(value)
         if hlc is None:
             hlc = self.next_hlc()
-        record = encode_record(
-            value, hlc, self._origin_bytes, content_type.encode() if content_type else b""
-        )
+        ctype = content_type.encode() if content_type else b""
+        record = encode_record(value, hlc, self._origin_bytes, ctype)
         raw_old = self._data_cursor.replace(key_bytes, record)
+        vv = b""
+        if raw_old is not None and not record_has_only_own_dot(raw_old, self._origin_bytes):
+            # The key carries other nodes' writes: this one saw them, so its vector covers
+            # theirs. Rare (keys written by one node never get here), so written twice.
+            vv = self._vector_after(raw_old, hlc)
+            self._data_cursor.put(
+                key_bytes, encode_record(value, hlc, self._origin_bytes, ctype, vv=vv)
+            )
         if raw_old is None or record_is_tombstone(raw_old):
-            return self._append(EventType.INSERT, key, key_bytes, None, value, hlc, txn_id)
-        old = record_value(raw_old)
-        return self._append(EventType.UPDATE, key, key_bytes, old, value, hlc, txn_id)
+            event_type, old = EventType.INSERT, None
+        else:
+            event_type, old = EventType.UPDATE, record_value(raw_old)
+        return self._append(
+            event_type, key, key_bytes, old, value, hlc, self.origin, txn_id, ctype, vv
+        )
 
     def delete(
         self, key: str, key_bytes: bytes, txn_id: int, hlc: int | None = None
@@ -147,10 +164,49 @@ class WriteContext:
         old = record_value(raw_old)
         if hlc is None:
             hlc = self.next_hlc()
-        tombstone = encode_record(b"", hlc, self._origin_bytes, b"", tombstone=True)
+        vv = b""
+        if not record_has_only_own_dot(raw_old, self._origin_bytes):
+            vv = self._vector_after(raw_old, hlc)
+        tombstone = encode_record(b"", hlc, self._origin_bytes, b"", tombstone=True, vv=vv)
         self._data_cursor.put(key_bytes, tombstone)
-        self.txn.put(_U64.pack(hlc) + key_bytes, b"", db=self._tombstones)
-        return self._append(EventType.DELETE, key, key_bytes, old, None, hlc, txn_id)
+        self.index_tombstone(key_bytes, hlc, self.seq + 1)
+        return self._append(
+            EventType.DELETE, key, key_bytes, old, None, hlc, self.origin, txn_id, b"", vv
+        )
+
+    def _vector_after(self, raw_old: Raw, hlc: int) -> bytes:
+        """The encoded vector of a local write with version ``hlc`` that saw ``raw_old``."""
+        old = decode_record(raw_old)
+        return encode_vector(vector_of(old.vector(), hlc, self.origin), hlc, self.origin)
+
+    def index_tombstone(self, key_bytes: bytes, hlc: int, seq: int) -> None:
+        """Note a tombstone for garbage collection, oldest first: ``hlc | key -> seq``."""
+        self.txn.put(_U64.pack(hlc) + key_bytes, _U64.pack(seq), db=self._tombstones)
+
+    def observe(self, hlc: int) -> None:
+        """Merge a remote version into the clock, so every later local write beats it; the
+        versions reserved for this group so far are dropped (they might not)."""
+        self.clock.observe(hlc)
+        self._hlc_next = self._hlc_end = 0
+
+    def append_remote(
+        self,
+        event_type: EventType,
+        key: str,
+        key_bytes: bytes,
+        old: bytes | None,
+        new: bytes | None,
+        version: Version,
+        txn_id: int,
+        ctype: bytes,
+        vv: bytes,
+        source: str,
+    ) -> WriteResult:
+        """Log a replicated write: it keeps its own version and records its source."""
+        hlc, origin = version
+        return self._append(
+            event_type, key, key_bytes, old, new, hlc, origin, txn_id, ctype, vv, source
+        )
 
     def _append(
         self,
@@ -160,16 +216,33 @@ class WriteContext:
         old: bytes | None,
         new: bytes | None,
         hlc: int,
+        origin: str,
         txn_id: int,
+        ctype: bytes = b"",
+        vv: bytes = b"",
+        source: str | None = None,
     ) -> WriteResult:
         seq = self.seq = self.seq + 1
-        raw = encode_event(event_type, key_bytes, old, new, hlc, self._origin_bytes, txn_id)
+        origin_bytes = self._origin_bytes if origin is self.origin else origin.encode()
+        raw = encode_event(
+            event_type,
+            key_bytes,
+            old,
+            new,
+            hlc,
+            origin_bytes,
+            txn_id,
+            source.encode() if source else b"",
+            ctype,
+            vv,
+        )
         self._log_cursor.put(encode_seq(seq), raw, append=True)
         # tuple.__new__ skips the NamedTuples' generated Python __new__: the writer makes two
         # of them per mutation on its hottest path.
-        event = (seq, event_type, key, old, new, hlc, self.origin, txn_id)
+        content_type = ctype.decode() if ctype else None
+        event = (seq, event_type, key, old, new, hlc, origin, txn_id, content_type, source, vv)
         self.events.append(_tuple_new(ChangeEvent, event))
-        return _tuple_new(WriteResult, (key, seq, hlc))
+        return _tuple_new(WriteResult, (key, seq, _tuple_new(Version, (hlc, origin))))
 
     def finish(self) -> None:
         """Persist the seq and HLC high-water marks; called once, just before commit."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kvdb import KvdbError
+from kvdb import KvdbError, Version
 
 from ..client import DEFAULT_URL, Client, ClientError, Item, WatchError
 from ..errors import ConfigError
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     put.add_argument("key")
     put.add_argument("value")
     put.add_argument("--content-type")
-    put.add_argument("--if-version", type=int, help="only if the current version is this one")
+    put.add_argument("--if-version", type=_version, help="only if the current version is this one")
     put.add_argument("--if-absent", action="store_true", help="only if the key does not exist")
     put.set_defaults(handler=_put)
 
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
     delete = client_command("delete", "delete KEY")
     delete.add_argument("key")
-    delete.add_argument("--if-version", type=int)
+    delete.add_argument("--if-version", type=_version)
     delete.set_defaults(handler=_delete)
 
     scan = client_command("scan", "print keys in order, one JSON object per line")
@@ -103,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--count", type=int, help="exit after this many events")
     watch.set_defaults(handler=_watch)
     return parser
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _serve(args: argparse.Namespace) -> int:

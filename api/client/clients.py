@@ -23,6 +23,7 @@ import httpx
 import msgpack
 
 from kvdb.ops import Delete, Put
+from kvdb.versions import Version
 
 from .errors import ConnectionFailed, raise_for_error
 from .watch import AsyncWatch, Watch
@@ -47,7 +48,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 class Item:
     key: str
     value: bytes
-    version: int
+    version: Version
     content_type: str | None = None
     origin: str | None = None
 
@@ -60,7 +61,7 @@ class Item:
 class WriteResult:
     key: str
     seq: int
-    version: int
+    version: Version
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ def _put_request(
     key: str,
     value: bytes | str,
     content_type: str | None,
-    if_version: int | None,
+    if_version: Version | None,
     if_absent: bool,
 ) -> dict[str, Any]:
     headers = {}
@@ -110,7 +111,7 @@ def _put_request(
 def _write_result(response: httpx.Response) -> WriteResult:
     raise_for_error(response)
     doc = response.json()
-    return WriteResult(doc["key"], doc["seq"], int(doc["version"]))
+    return WriteResult(doc["key"], doc["seq"], Version.parse(doc["version"]))
 
 
 def _item(key: str, response: httpx.Response) -> Item | None:
@@ -120,13 +121,13 @@ def _item(key: str, response: httpx.Response) -> Item | None:
     return Item(
         key,
         response.content,
-        int(response.headers["etag"].strip('"')),
+        Version.parse(response.headers["etag"].strip('"')),
         response.headers.get("content-type"),
         response.headers.get("x-kvdb-origin"),
     )
 
 
-def _delete_request(key: str, if_version: int | None) -> dict[str, Any]:
+def _delete_request(key: str, if_version: Version | None) -> dict[str, Any]:
     headers = {} if if_version is None else {"if-match": f'"{if_version}"'}
     return {"method": "DELETE", "url": _key_path(key), "headers": headers}
 
@@ -157,7 +158,8 @@ def _scan_page(response: httpx.Response) -> ScanPage:
     for item in doc["items"]:
         value = item["value"]
         raw = base64.b64decode(value) if item.get("encoding") == "base64" else value.encode()
-        items.append(Item(item["key"], raw, int(item["version"]), item.get("content_type")))
+        version = Version.parse(item["version"])
+        items.append(Item(item["key"], raw, version, item.get("content_type")))
     return ScanPage(tuple(items), doc["next"])
 
 
@@ -185,7 +187,7 @@ def _batch_result(response: httpx.Response) -> BatchResult:
     raise_for_error(response)
     doc = response.json()
     results = tuple(
-        None if r["seq"] is None else WriteResult(r["key"], r["seq"], int(r["version"]))
+        None if r["seq"] is None else WriteResult(r["key"], r["seq"], Version.parse(r["version"]))
         for r in doc["results"]
     )
     return BatchResult(doc["txn"], doc["last_seq"], results)
@@ -236,7 +238,7 @@ class Client:
         value: bytes | str,
         *,
         content_type: str | None = None,
-        if_version: int | None = None,
+        if_version: Version | None = None,
         if_absent: bool = False,
     ) -> WriteResult:
         return _write_result(
@@ -246,7 +248,7 @@ class Client:
     def get(self, key: str) -> Item | None:
         return _item(key, self._send({"method": "GET", "url": _key_path(key)}))
 
-    def delete(self, key: str, *, if_version: int | None = None) -> DeleteResult | None:
+    def delete(self, key: str, *, if_version: Version | None = None) -> DeleteResult | None:
         return _delete_result(self._send(_delete_request(key, if_version)))
 
     def scan(
@@ -339,7 +341,7 @@ class AsyncClient:
         value: bytes | str,
         *,
         content_type: str | None = None,
-        if_version: int | None = None,
+        if_version: Version | None = None,
         if_absent: bool = False,
     ) -> WriteResult:
         request = _put_request(key, value, content_type, if_version, if_absent)
@@ -348,7 +350,7 @@ class AsyncClient:
     async def get(self, key: str) -> Item | None:
         return _item(key, await self._send({"method": "GET", "url": _key_path(key)}))
 
-    async def delete(self, key: str, *, if_version: int | None = None) -> DeleteResult | None:
+    async def delete(self, key: str, *, if_version: Version | None = None) -> DeleteResult | None:
         return _delete_result(await self._send(_delete_request(key, if_version)))
 
     async def scan(

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from kvdb import StructuredError
+from kvdb.versions import Version
 
 __all__ = [
     "ClientError",
@@ -79,9 +80,9 @@ class NotFound(ClientError):
 
 class PreconditionFailed(ClientError):
     @property
-    def current_version(self) -> int | None:
+    def current_version(self) -> Version | None:
         version = self.body.get("current_version")
-        return None if version is None else int(version)
+        return None if version is None else Version.parse(version)
 
 
 class Compacted(ClientError):

@@ -34,6 +34,8 @@ from .routers.bus import BusCollector, bus_summary
 from .routers.bus import router as bus_router
 from .routers.pipelines import PipelineCollector, pipeline_summary
 from .routers.pipelines import router as pipelines_router
+from .routers.sync import router as sync_router
+from .sync_metrics import SyncCollector, sync_summary
 
 __all__ = ["KvdbApp", "create_app"]
 
@@ -96,6 +98,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     registry = build_registry(node, http)
     registry.register(BusCollector(node))
     registry.register(PipelineCollector(node))
+    registry.register(SyncCollector(node))
     api = FastAPI(
         title="kvdb",
         summary="A key-value database whose every committed write is a durable change event",
@@ -114,6 +117,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     api.include_router(streams.router)
     api.include_router(bus_router)
     api.include_router(pipelines_router)
+    api.include_router(sync_router)
 
     @api.get("/health", tags=["operations"])
     async def health() -> dict[str, Any]:
@@ -147,6 +151,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
                 stream.name: _stream_summary(stream.stats()) for stream in node.streams.list()
             },
             "bus": bus_summary(node),
+            "sync": sync_summary(node),
             "pipelines": pipeline_summary(node),
         }
 

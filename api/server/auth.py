@@ -13,11 +13,19 @@ __all__ = ["Role", "TokenAuth"]
 
 
 class Role(enum.IntEnum):
-    """Roles are ordered: each one includes the ones below it."""
+    """``read`` < ``write`` < ``admin``: each includes the ones below it. ``replication`` stands
+    apart: it is what another node's sync processor presents, and it opens the ``/sync``
+    endpoints only, which no role but it and ``admin`` opens."""
 
     READ = 1
     WRITE = 2
     ADMIN = 3
+    REPLICATION = 4
+
+    def grants(self, needed: Role) -> bool:
+        if needed is Role.REPLICATION:
+            return self in (Role.REPLICATION, Role.ADMIN)
+        return self is not Role.REPLICATION and self >= needed
 
 
 class TokenAuth:
@@ -43,7 +51,7 @@ class TokenAuth:
         role = self._roles.get(_digest(token.strip()))
         if role is None:
             raise Unauthorized("unknown bearer token")
-        if role < needed:
+        if not role.grants(needed):
             raise Forbidden(
                 f"this token has the {role.name.lower()} role; this request needs "
                 f"{needed.name.lower()}"

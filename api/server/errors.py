@@ -22,6 +22,7 @@ import changestream
 import compute
 import eventbus
 import kvdb
+import sync
 from kvdb import StructuredError
 
 from ..errors import ApiError, NodeNotStarted
@@ -96,6 +97,9 @@ HTTP_STATUS: dict[type[StructuredError], int] = {
     kvdb.ValidationError: 400,
     kvdb.PreconditionFailed: 412,
     kvdb.Compacted: 410,
+    kvdb.SequenceGap: 409,
+    kvdb.EpochMismatch: 409,
+    kvdb.ClockSkew: 422,
     kvdb.ValueTooLarge: 413,
     kvdb.BatchTooLarge: 413,
     kvdb.StorageFull: 507,
@@ -130,6 +134,12 @@ HTTP_STATUS: dict[type[StructuredError], int] = {
     compute.StreamInUse: 409,
     compute.IncompatibleState: 409,
     compute.StepError: 422,
+    # sync
+    sync.InvalidSyncConfig: 400,
+    sync.InvalidSyncMessage: 400,
+    sync.UnknownSyncProcessor: 404,
+    sync.SyncProcessorExists: 409,
+    sync.TargetError: 502,
 }
 
 _INTERNAL = {"error": "internal_error", "message": "internal server error; see the log"}

@@ -10,7 +10,7 @@ from urllib.parse import unquote_to_bytes
 import msgpack
 import orjson
 
-from kvdb import Delete, Entry, Put
+from kvdb import Delete, Entry, Put, Version
 
 from .errors import BadRequest, PayloadTooLarge
 
@@ -47,15 +47,17 @@ def too_large(what: str, size: int | None, limit: int, setting: str) -> PayloadT
     )
 
 
-def version_header(raw: bytes | None, name: str) -> int | None:
+def version_header(raw: bytes | None, name: str) -> Version | None:
     if raw is None:
         return None
     text = raw.strip().removeprefix(b"W/").strip(b'"')
-    if not text.isdigit():
+    try:
+        return Version.parse(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
         raise BadRequest(
-            f"{name} must be a version returned by kvdb (the ETag), got {raw.decode('latin-1')!r}"
-        )
-    return int(text)
+            f"{name} must be a version returned by kvdb (the ETag, '<hlc>.<origin>'), got "
+            f"{raw.decode('latin-1')!r}"
+        ) from None
 
 
 def etags(raw: bytes) -> list[bytes]:
@@ -128,5 +130,5 @@ def item_json(entry: Entry) -> dict[str, Any]:
     return item
 
 
-def etag(version: int | None) -> bytes:
-    return b'"%d"' % (version or 0)
+def etag(version: Version | None) -> bytes:
+    return b'"%s"' % str(version or "").encode()

@@ -67,6 +67,7 @@ async def run_server(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.server.log_level.upper(), format="%(levelname)-8s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # replication's requests, one a line
     app = create_app(Node(settings))
     config = uvicorn_config(
         app,

@@ -60,7 +60,9 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int], 
 
 def _validate(data: dict[str, Any], source: str, lines: dict[tuple[Any, ...], int]) -> Settings:
     try:
-        settings = Settings.model_validate({**data, "source": source})
+        node = data.get("node")
+        context = {"node_id": node.get("id") if isinstance(node, dict) else None}
+        settings = Settings.model_validate({**data, "source": source}, context=context)
     except PydanticValidationError as exc:
         problems = describe_validation_errors(
             exc.errors(),

@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field
 
 from kvdb import Durability, Limits, RetentionPolicy, StoreConfig
 from kvdb.config import MiB
+from sync import DEFAULT_MAX_CLOCK_SKEW_MS
 
 from .base import Section, defaults_of, empty_is_none
 from .units import Duration, Size
@@ -43,6 +44,7 @@ class NodeSettings(Section):
     max_map_size: Annotated[Size | None, BeforeValidator(empty_is_none)] = _STORE["max_map_size"]
     flush_interval: Duration = Field(_STORE["flush_interval_ms"], ge=1)
     tombstone_grace: Duration = Field(_STORE["tombstone_grace_ms"], ge=0)
+    max_clock_skew: Duration = Field(DEFAULT_MAX_CLOCK_SKEW_MS, ge=0)  # further ahead: refused
     limits: LimitSettings = LimitSettings()
     retention: RetentionSettings = RetentionSettings()
 

@@ -10,6 +10,7 @@ from .node import NodeSettings
 from .pipelines import PipelineSettings
 from .server import ServerSettings
 from .streams import StreamSettings
+from .sync import SyncSettings, check_sync_section
 
 __all__ = ["Settings"]
 
@@ -22,6 +23,7 @@ class Settings(Section):
     routes: tuple[RouteSettings, ...] = ()
     aggregations: tuple[AggregationSettings, ...] = ()
     pipelines: tuple[PipelineSettings, ...] = ()  # settings/pipelines.py
+    sync: tuple[SyncSettings, ...] = ()  # settings/sync.py
     source: str | None = Field(None, exclude=True)
 
     # Routes check their handler names against this file's handlers (settings/bus.py).
@@ -37,3 +39,5 @@ class Settings(Section):
         if duplicates:
             raise ValueError(f"stream names must be unique; repeated: {', '.join(duplicates)}")
         return streams
+
+    _sync_section = field_validator("sync")(check_sync_section)

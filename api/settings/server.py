@@ -23,7 +23,7 @@ def _long_enough(token: SecretStr) -> SecretStr:
 
 class TokenSettings(Section):
     token: Annotated[SecretStr, AfterValidator(_long_enough)]
-    role: Literal["read", "write", "admin"]
+    role: Literal["read", "write", "admin", "replication"]
     name: str | None = None
 
 

@@ -54,7 +54,7 @@ def test_errors_are_reported_with_a_status(
 ) -> None:
     status, _, err = run(capsys, "put", "_system", "x", "--url", live_server.url)
     assert status == 1 and "reserved_key" in err
-    status, _, err = run(capsys, "put", "k", "v", "--if-version", "1", "--url", live_server.url)
+    status, _, err = run(capsys, "put", "k", "v", "--if-version", "1.x", "--url", live_server.url)
     assert status == 1 and "precondition_failed" in err
     status, _, err = run(capsys, "get", "k", "--url", "http://127.0.0.1:9")
     assert status == 1 and "cannot reach kvdb" in err

@@ -52,7 +52,7 @@ def test_conditional_writes_raise_precondition_failed(live_server: LiveServer) -
     with Client(live_server.url) as kv:
         first = kv.put("doc", "v1", if_absent=True)
         with pytest.raises(PreconditionFailed) as info:
-            kv.put("doc", "v2", if_version=first.version + 1)
+            kv.put("doc", "v2", if_version=first.version._replace(hlc=first.version.hlc + 1))
         assert info.value.status == 412 and info.value.current_version == first.version
         assert kv.put("doc", "v2", if_version=first.version).seq == 2
         with pytest.raises(PreconditionFailed):

@@ -73,7 +73,7 @@ def test_optimistic_concurrency(client: TestClient) -> None:
     assert again.json()["current_version"] == created.json()["version"]
 
     etag = created.headers["etag"]
-    stale = client.put("/kv/doc", content=b"v2", headers={"if-match": '"12345"'})
+    stale = client.put("/kv/doc", content=b"v2", headers={"if-match": '"12345.test-node"'})
     assert stale.status_code == 412
     updated = client.put("/kv/doc", content=b"v2", headers={"if-match": etag})
     assert updated.status_code == 200

@@ -48,7 +48,7 @@ def test_put_get_delete_and_events(store: Store) -> None:
         (3, EventType.DELETE, b"2", None),
     ]
     assert all(e.origin == "test-node" and e.txn == e.seq for e in events)
-    assert events[2].hlc == deleted.version
+    assert events[2].version == deleted.version
     assert events[0].ts == events[0].hlc >> 16
 
 
@@ -81,7 +81,7 @@ def test_batch_is_atomic_and_shares_a_txn(store: Store) -> None:
 def test_failed_batch_writes_nothing(store: Store) -> None:
     v = store.put_sync("x", b"1").version
     with pytest.raises(PreconditionFailed) as info:
-        store.batch_sync([Put("a", b"1"), Put("x", b"2", if_version=v + 1)])
+        store.batch_sync([Put("a", b"1"), Put("x", b"2", if_version=v._replace(hlc=v.hlc + 1))])
     assert info.value.current_version == v
     assert store.get("a") is None
     assert store.last_seq == 1
@@ -107,7 +107,7 @@ def test_conditional_writes(store: Store) -> None:
     with pytest.raises(PreconditionFailed, match="already exists"):
         store.put_sync("k", b"2", if_absent=True)
     with pytest.raises(PreconditionFailed, match="not at version"):
-        store.put_sync("k", b"2", if_version=created.version + 1)
+        store.put_sync("k", b"2", if_version=created.version._replace(origin="other"))
     updated = store.put_sync("k", b"2", if_version=created.version)
     with pytest.raises(PreconditionFailed):
         store.delete_sync("k", if_version=created.version)

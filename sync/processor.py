@@ -1,0 +1,132 @@
+"""``RealtimeSyncProcessor``: one ``SyncConfig`` at work. It reads a durable change stream of
+the keys the config selects and fans each batch out to its targets in parallel, each target
+through a ``TargetChannel`` of its own (its own checkpoint, retries and state), and probes
+each target every ``health_check_interval`` (which is also how a failed-over target fails
+back)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from changestream import ChangeStreamManager, Clock, StreamConfig
+from changestream.aio import cancel_and_wait
+from kvdb import Store
+
+from .channel import TargetChannel
+from .config import SyncConfig, TargetConfig
+from .conflicts import ConflictResolver
+from .remote import RemoteDBSyncTarget
+from .target import SyncTarget
+
+__all__ = ["RealtimeSyncProcessor", "TargetFactory"]
+
+log = logging.getLogger("sync.processor")
+
+TargetFactory = Callable[[SyncConfig, TargetConfig], SyncTarget]
+
+
+def remote_target(config: SyncConfig, target: TargetConfig) -> SyncTarget:
+    return RemoteDBSyncTarget(
+        target, max_retry_count=config.max_retry_count, timeout_ms=config.request_timeout_ms
+    )
+
+
+class RealtimeSyncProcessor:
+    def __init__(
+        self,
+        config: SyncConfig,
+        store: Store,
+        streams: ChangeStreamManager,
+        *,
+        clock: Clock,
+        targets: Mapping[str, SyncTarget] | None = None,
+        target_factory: TargetFactory = remote_target,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.streams = streams
+        self.clock = clock
+        self.resolver = ConflictResolver(config)
+        made = dict(targets or {})
+        for target in config.targets:
+            if target.node_id not in made:
+                made[target.node_id] = target_factory(config, target)
+        self.channels = {
+            node: TargetChannel(config, target, store, clock) for node, target in made.items()
+        }
+        self._health: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def stream_config(self) -> StreamConfig:
+        patterns = (
+            () if self.config.source_patterns in ((), (".*",)) else self.config.source_patterns
+        )
+        return StreamConfig(
+            self.config.stream_name,
+            key_patterns=patterns,
+            buffer_size=max(10_000, self.config.batch_size),
+            batch_size=self.config.batch_size,
+            batch_timeout_ms=0,
+            enable_persistence=True,
+            start_from="earliest",
+        )
+
+    async def start(self) -> None:
+        stream = await self.streams.upsert(self.stream_config())
+        for channel in self.channels.values():
+            await stream.add_processor(channel)
+        self._health = asyncio.create_task(self._check_health(), name=f"sync {self.name} health")
+
+    async def stop(self) -> None:
+        health, self._health = self._health, None
+        await cancel_and_wait(health)
+        with contextlib.suppress(Exception):
+            stream = self.streams.get(self.config.stream_name)
+            for name in self.channels:
+                await stream.remove_processor(name)
+        for channel in self.channels.values():
+            await channel.target.close()
+
+    async def forget(self) -> None:
+        """Remove the processor's stream and its checkpoints (after ``stop``)."""
+        with contextlib.suppress(Exception):
+            await self.streams.remove(self.config.stream_name)
+
+    def pause(self) -> None:
+        for channel in self.channels.values():
+            channel.pause()
+
+    def resume(self) -> None:
+        for channel in self.channels.values():
+            channel.resume()
+
+    def min_delivered(self) -> int:
+        """The seq every target has (for tombstone collection)."""
+        return min((c.delivered_through for c in self.channels.values()), default=1 << 63)
+
+    async def _check_health(self) -> None:
+        interval = self.config.health_check_interval_ms
+        while True:
+            await self.clock.sleep(interval)
+            for channel in self.channels.values():
+                try:
+                    channel.stats["healthy"] = await channel.target.check_health()
+                except Exception:  # a probe must never stop the loop
+                    log.exception("health check of %s failed", channel.name)
+                    channel.stats["healthy"] = False
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "forward": self.config.forward.value,
+            "source_patterns": list(self.config.source_patterns),
+            "conflict_policy": self.config.conflict_policy.value,
+            "targets": [channel.status() for channel in self.channels.values()],
+        }
