@@ -1,216 +1,134 @@
-"""The ``kvdb`` command: ``serve`` runs a node; the other commands talk to one over HTTP.
+"""The ``kvdb`` command: ``serve`` runs a node; the other commands talk to one over HTTP
+(``--url``/``KVDB_URL``, ``--token``/``KVDB_TOKEN``), except ``restore``, which builds a data
+directory locally. Built on typer (click) and rich; one module per command group.
 
 Exit status: 0 on success, 1 when the key is not found or the server reports an error, 2 for
-bad usage or configuration.
+bad usage or configuration, 130 when interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
-from kvdb import KvdbError, Version
+import typer
 
-from ..client import DEFAULT_URL, Client, ClientError, Item, WatchError
+from kvdb import KvdbError
+
+from ..client import ClientError, WatchError
 from ..errors import ConfigError
-from ..settings import load_settings
+from . import dead_letters, handlers, pipelines, routes, streams, sync
+from .backup import backup, restore
+from .keys import delete, get, put, scan, watch
+from .replay import replay
+from .serve import serve
+from .sql import sql
+from .stats import stats
+from .transfer import dump, load
 
-__all__ = ["main"]
+__all__ = ["app", "main"]
+
+# typer's click errors (a vendored click in recent typer releases), found without naming it.
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+_ClickException: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+app = typer.Typer(
+    name="kvdb",
+    help="kvdb: a key-value database whose every write is a change event.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version() -> str:
+    try:
+        return version("kvdb")
+    except PackageNotFoundError:  # pragma: no cover - a tree that is not installed
+        return "0+unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"kvdb {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """kvdb: a key-value database whose every write is a change event. The web console is at
+    http://HOST:PORT/ui."""
+
+
+_NODE = "Node"
+_KEYS = "Keys and changes"
+_ADMIN = "Streams, bus, pipelines, sync"
+_DATA = "Backup and data"
+app.command(rich_help_panel=_NODE)(serve)
+app.command(rich_help_panel=_NODE)(stats)
+for key_command in (put, get, delete, scan, watch):
+    app.command(rich_help_panel=_KEYS)(key_command)
+app.add_typer(streams.app, name="streams", rich_help_panel=_ADMIN)
+app.add_typer(handlers.app, name="handlers", rich_help_panel=_ADMIN)
+app.add_typer(routes.app, name="routes", rich_help_panel=_ADMIN)
+app.add_typer(dead_letters.app, name="dead-letters", rich_help_panel=_ADMIN)
+app.command(rich_help_panel=_ADMIN)(replay)
+app.add_typer(pipelines.app, name="pipelines", rich_help_panel=_ADMIN)
+app.command(rich_help_panel=_ADMIN)(sql)
+app.add_typer(sync.app, name="sync", rich_help_panel=_ADMIN)
+for data_command in (backup, restore, dump, load):
+    app.command(rich_help_panel=_DATA)(data_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    """Run the command line; returns the exit status (usage errors exit with 2)."""
+    command = typer.main.get_command(app)
     try:
-        return handler(args)
+        result = command.main(
+            args=list(sys.argv[1:] if argv is None else argv),
+            prog_name="kvdb",
+            standalone_mode=False,
+        )
+    except _UsageError as exc:
+        exc.show()  # type: ignore[attr-defined]
+        raise SystemExit(2) from None
+    except _ClickException as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
     except ConfigError as exc:
         print(f"kvdb: configuration error:\n{exc}", file=sys.stderr)
         return 2
     except (ClientError, KvdbError, WatchError) as exc:
-        print(f"kvdb: {exc}", file=sys.stderr)
+        print(f"kvdb: {exc}{_hint(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         return 130
+    except BrokenPipeError:
+        # The reader went away (`kvdb scan | head -1`): stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return result if isinstance(result, int) else 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kvdb", description="kvdb: a key-value database whose every write is a change event"
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve = commands.add_parser("serve", help="run a node (default: ./kvdb-data on 127.0.0.1:8080)")
-    serve.add_argument("--config", type=Path, help="YAML config file (see config/kvdb.yaml)")
-    serve.add_argument("--data-dir", type=Path, help="LMDB data directory")
-    serve.add_argument("--host", help="address to listen on")
-    serve.add_argument("--port", type=int, help="port to listen on (0 picks a free one)")
-    serve.add_argument("--node-id", help="this node's id (default: generated once, then kept)")
-    serve.add_argument("--durability", choices=["full", "meta_async", "async"])
-    serve.add_argument("--access-log", action="store_true", default=None, help="log every request")
-    serve.add_argument(
-        "--allow-unauthenticated-remote",
-        action="store_true",
-        default=None,
-        help="allow a non-loopback address without tokens (trusted networks only)",
-    )
-    serve.set_defaults(handler=_serve)
-
-    def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument("--url", default=os.environ.get("KVDB_URL", DEFAULT_URL))
-        command.add_argument("--token", default=os.environ.get("KVDB_TOKEN"), help="bearer token")
-        return command
-
-    put = client_command("put", "set KEY to VALUE ('-' reads the value from stdin)")
-    put.add_argument("key")
-    put.add_argument("value")
-    put.add_argument("--content-type")
-    put.add_argument("--if-version", type=_version, help="only if the current version is this one")
-    put.add_argument("--if-absent", action="store_true", help="only if the key does not exist")
-    put.set_defaults(handler=_put)
-
-    get = client_command("get", "print the value of KEY")
-    get.add_argument("key")
-    get.add_argument("--json", action="store_true", help="print key, value and version as JSON")
-    get.set_defaults(handler=_get)
-
-    delete = client_command("delete", "delete KEY")
-    delete.add_argument("key")
-    delete.add_argument("--if-version", type=_version)
-    delete.set_defaults(handler=_delete)
-
-    scan = client_command("scan", "print keys in order, one JSON object per line")
-    scan.add_argument("--prefix")
-    scan.add_argument("--start")
-    scan.add_argument("--end")
-    scan.add_argument("--limit", type=int, help="stop after this many items")
-    scan.set_defaults(handler=_scan)
-
-    watch = client_command("watch", "print change events as they happen, one JSON object per line")
-    watch.add_argument("--pattern", action="append", default=[], help="key regex (RE2, whole key)")
-    watch.add_argument(
-        "--type", action="append", default=[], choices=["INSERT", "UPDATE", "DELETE"]
-    )
-    watch.add_argument("--since", default="now", help="a seq (events after it) or 'now' (default)")
-    watch.add_argument("--stream", help="consume a named stream (resumes after its checkpoint)")
-    watch.add_argument("--count", type=int, help="exit after this many events")
-    watch.set_defaults(handler=_watch)
-    return parser
-
-
-def _version(text: str) -> Version:
-    try:
-        return Version.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from ..server.run import serve  # uvicorn is only needed here
-
-    settings = load_settings(
-        args.config,
-        overrides={
-            "node": {"data_dir": args.data_dir, "id": args.node_id, "durability": args.durability},
-            "server": {
-                "host": args.host,
-                "port": args.port,
-                "access_log": args.access_log,
-                "allow_unauthenticated_remote": args.allow_unauthenticated_remote,
-            },
-        },
-    )
-    serve(settings)
-    return 0
-
-
-def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, token=args.token)
-
-
-def _put(args: argparse.Namespace) -> int:
-    value = sys.stdin.buffer.read() if args.value == "-" else args.value.encode()
-    with _client(args) as client:
-        result = client.put(
-            args.key,
-            value,
-            content_type=args.content_type,
-            if_version=args.if_version,
-            if_absent=args.if_absent,
-        )
-    _print_json({"key": result.key, "seq": result.seq, "version": str(result.version)})
-    return 0
-
-
-def _get(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        item = client.get(args.key)
-    if item is None:
-        print(f"kvdb: key {args.key!r} not found", file=sys.stderr)
-        return 1
-    if args.json:
-        _print_json(_item_json(item))
-    else:
-        sys.stdout.buffer.write(item.value)
-        if sys.stdout.isatty():
-            sys.stdout.buffer.write(b"\n")
-        sys.stdout.flush()
-    return 0
-
-
-def _delete(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        result = client.delete(args.key, if_version=args.if_version)
-    if result is None:
-        print(f"kvdb: key {args.key!r} not found", file=sys.stderr)
-        return 1
-    _print_json({"key": result.key, "seq": result.seq})
-    return 0
-
-
-def _scan(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        for count, item in enumerate(
-            client.scan_all(prefix=args.prefix, start=args.start, end=args.end)
-        ):
-            if args.limit is not None and count >= args.limit:
-                break
-            _print_json(_item_json(item))
-    return 0
-
-
-def _watch(args: argparse.Namespace) -> int:
-    since: int | str = int(args.since) if args.since.isdigit() else args.since
-    if since != "now" and not isinstance(since, int):
-        print("kvdb: --since must be a seq or 'now'", file=sys.stderr)
-        return 2
-    with (
-        _client(args) as client,
-        client.watch(
-            patterns=args.pattern, types=args.type, since=since, stream=args.stream
-        ) as events,
-    ):
-        for count, event in enumerate(events, start=1):
-            _print_json(event.to_json())
-            if args.count is not None and count >= args.count:
-                break
-    return 0
-
-
-def _item_json(item: Item) -> dict[str, Any]:
-    try:
-        return {"key": item.key, "value": item.value.decode(), "version": str(item.version)}
-    except UnicodeDecodeError:
-        value = base64.b64encode(item.value).decode()
-        return {"key": item.key, "value": value, "version": str(item.version), "encoding": "base64"}
-
-
-def _print_json(doc: dict[str, Any]) -> None:
-    print(json.dumps(doc, ensure_ascii=False), flush=True)
+def _hint(exc: Exception) -> str:
+    if isinstance(exc, ClientError) and exc.status == 401:
+        return "\n(pass a token with --token or KVDB_TOKEN)"
+    if isinstance(exc, ClientError) and exc.status == 403:
+        return "\n(this needs a token with a stronger role: --token or KVDB_TOKEN)"
+    return ""

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from .admin import NoReplication
 from .clients import (
     DEFAULT_URL,
     AsyncClient,
+    BackupResult,
     BatchResult,
     Client,
     DeleteResult,
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_URL",
     "AsyncClient",
     "AsyncWatch",
+    "BackupResult",
     "BatchResult",
     "Client",
     "ClientError",
@@ -41,6 +44,7 @@ __all__ = [
     "Forbidden",
     "InvalidRequest",
     "Item",
+    "NoReplication",
     "NotFound",
     "PayloadTooLarge",
     "PreconditionFailed",

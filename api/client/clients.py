@@ -14,9 +14,11 @@ A missing key is not an error: ``get`` and ``delete`` return None.
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import IO, Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -25,11 +27,14 @@ import msgpack
 from kvdb.ops import Delete, Put
 from kvdb.versions import Version
 
+from .admin import AdminCalls, AsyncAdminCalls
 from .errors import ConnectionFailed, raise_for_error
+from .transfer import BackupResult, Progress, run_backup, run_dump, run_load
 from .watch import AsyncWatch, Watch
 
 __all__ = [
     "AsyncClient",
+    "BackupResult",
     "BatchResult",
     "Client",
     "DeleteResult",
@@ -211,8 +216,10 @@ def _connection_failed(url: str, exc: httpx.TransportError) -> ConnectionFailed:
 # -- the clients ----------------------------------------------------------------------------------
 
 
-class Client:
-    """Blocking client. ``transport`` lets tests or embedders pass an httpx transport."""
+class Client(AdminCalls):
+    """Blocking client. ``transport`` lets tests or embedders pass an httpx transport.
+    Besides keys it covers the whole API (streams, bus, pipelines, SQL, sync: see
+    ``api.client.admin``), backups and dumps."""
 
     def __init__(
         self,
@@ -301,8 +308,47 @@ class Client:
     def health(self) -> dict[str, Any]:
         return _json(self._send({"method": "GET", "url": "/health"}))
 
-    def stats(self) -> dict[str, Any]:
-        return _json(self._send({"method": "GET", "url": "/stats"}))
+    @contextlib.contextmanager
+    def _stream(self, request: dict[str, Any], **options: Any) -> Iterator[httpx.Response]:
+        try:
+            with self._http.stream(**request, **options) as response:
+                yield response
+        except httpx.TransportError as exc:
+            raise _connection_failed(self.url, exc) from exc
+
+    def backup(
+        self, file: str | os.PathLike[str] | IO[bytes], *, progress: Progress | None = None
+    ) -> BackupResult:
+        """Save a consistent snapshot of the node (``GET /admin/backup``, admin role) to
+        ``file``; ``kvdb restore`` makes a data directory of it. A path is written whole
+        or not at all."""
+        if not isinstance(file, str | os.PathLike):
+            return run_backup(self, file, progress)
+        partial = f"{os.fspath(file)}.partial"
+        try:
+            with open(partial, "wb") as out:
+                result = run_backup(self, out, progress)
+            os.replace(partial, file)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+        return result
+
+    def dump(
+        self, out: IO[str], *, prefix: str | None = None, progress: Progress | None = None
+    ) -> int:
+        """Write every key (under ``prefix``) to ``out`` as JSON lines; returns the count."""
+        return run_dump(self, out, prefix=prefix, progress=progress)
+
+    def load(
+        self,
+        lines: Iterable[str | bytes],
+        *,
+        batch_size: int = 500,
+        progress: Progress | None = None,
+    ) -> int:
+        """Put the keys of a dump's lines, in atomic batches; returns how many."""
+        return run_load(self, lines, batch_size=batch_size, progress=progress)
 
     def close(self) -> None:
         self._http.close()
@@ -314,7 +360,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(AsyncAdminCalls):
     """The same operations for asyncio programs."""
 
     def __init__(
@@ -403,9 +449,6 @@ class AsyncClient:
 
     async def health(self) -> dict[str, Any]:
         return _json(await self._send({"method": "GET", "url": "/health"}))
-
-    async def stats(self) -> dict[str, Any]:
-        return _json(await self._send({"method": "GET", "url": "/stats"}))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -8,6 +8,7 @@ the error is kept in ``startup_error`` for the caller to report (``kvdb serve`` 
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -29,9 +30,11 @@ from .event_json import EventEncoder
 from .kv import KVEndpoints, Receive, Scope, Send
 from .kv_openapi import ERROR_SCHEMA, KV_PATHS
 from .metrics import CONTENT_TYPE, HttpMetrics, build_registry, render_metrics
-from .routers import changes, streams, ws
+from .openapi_bodies import add_request_bodies
+from .routers import admin, changes, docs, streams, ws
 from .routers.bus import BusCollector, bus_summary
 from .routers.bus import router as bus_router
+from .routers.console import mount_console
 from .routers.pipelines import PipelineCollector, pipeline_summary
 from .routers.pipelines import router as pipelines_router
 from .routers.sync import router as sync_router
@@ -95,6 +98,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     if not isinstance(node, Node):
         node = Node(node)
     http = HttpMetrics()
+    started_at = time.time()
     registry = build_registry(node, http)
     registry.register(BusCollector(node))
     registry.register(PipelineCollector(node))
@@ -103,6 +107,8 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
         title="kvdb",
         summary="A key-value database whose every committed write is a durable change event",
         version="0.1.0",
+        docs_url=None,  # served from the package by routers/docs.py, so they work offline
+        redoc_url=None,
     )
     auth = TokenAuth(
         (t.token.get_secret_value(), Role[t.role.upper()]) for t in node.settings.server.tokens
@@ -118,6 +124,9 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     api.include_router(bus_router)
     api.include_router(pipelines_router)
     api.include_router(sync_router)
+    api.include_router(admin.router)
+    api.include_router(docs.router)
+    mount_console(api)
 
     @api.get("/health", tags=["operations"])
     async def health() -> dict[str, Any]:
@@ -130,6 +139,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
         writer = store.writer
         return {
             "node_id": store.node_id,
+            **admin.node_summary(node, started_at),
             "last_seq": store.last_seq,
             "oldest_seq": store.oldest_seq,
             "log_events": store.log_events,
@@ -204,6 +214,7 @@ def _openapi_with_kv_paths(api: FastAPI) -> Callable[[], dict[str, Any]]:
             schema = generate()
             schema["paths"] = {**KV_PATHS, **schema["paths"]}
             schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+            add_request_bodies(schema)
             api.openapi_schema = schema
         return api.openapi_schema
 
