@@ -4,14 +4,16 @@ YAML), the Python client (``client``), the command line (``cli``) and the compos
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from .errors import ApiError, ConfigError, NodeNotStarted
 from .node import Node
 from .server import create_app
 from .settings import NodeSettings, ServerSettings, Settings, load_settings
 
 __all__ = [
+    "ApiError",
     "ConfigError",
     "Node",
+    "NodeNotStarted",
     "NodeSettings",
     "ServerSettings",
     "Settings",

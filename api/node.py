@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
+from typing import Generic, TypeVar, cast
 
 from changestream import (
     ChangeStreamManager,
@@ -32,7 +32,7 @@ from kvdb import Store
 from kvdb.hlc import wall_clock_ms
 from sync import SyncError, SyncService
 
-from .errors import ConfigError
+from .errors import ConfigError, NodeNotStarted
 from .settings import Settings
 from .settings.bus import bus_setup
 from .settings.pipelines import DeclaredPipelines, rebuild_pipeline
@@ -41,6 +41,21 @@ from .settings.root import CONFIG_OWNER
 __all__ = ["Node"]
 
 log = logging.getLogger("kvdb.node")
+_T = TypeVar("_T")
+
+
+class _Part(Generic[_T]):
+    """A part of a node (``store``, ``streams``...), there while the node runs: reading it
+    before ``start()`` or after ``stop()`` raises ``NodeNotStarted``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = f"_{name}"
+
+    def __get__(self, node: object, owner: type | None = None) -> _T:
+        part = getattr(node, self._attribute)
+        if part is None:
+            raise NodeNotStarted
+        return cast(_T, part)
 
 
 class Node:
@@ -61,37 +76,11 @@ class Node:
         self._sync: SyncService | None = None
         self._running: contextlib.AsyncExitStack | None = None
 
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
-        return self._store
-
-    @property
-    def streams(self) -> ChangeStreamManager:
-        if self._streams is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
-        return self._streams
-
-    @property
-    def bus(self) -> EventBus:
-        if self._bus is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
-        return self._bus
-
-    @property
-    def compute(self) -> StreamComputingEngine:
-        """Stream computing: pipelines (Python and SQL) and their results."""
-        if self._compute is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
-        return self._compute
-
-    @property
-    def sync(self) -> SyncService:
-        """Replication: sync processors, the receiving end, conflicts."""
-        if self._sync is None:
-            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
-        return self._sync
+    store = _Part[Store]()
+    streams = _Part[ChangeStreamManager]()
+    bus = _Part[EventBus]()
+    compute = _Part[StreamComputingEngine]()  # pipelines (Python and SQL) and their results
+    sync = _Part[SyncService]()  # replication: sync processors, the receiving end, conflicts
 
     @property
     def started(self) -> bool:
@@ -165,12 +154,7 @@ class Node:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
 

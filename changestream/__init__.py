@@ -4,8 +4,9 @@ declares (``declare.py``). Depends on ``kvdb`` only."""
 
 from __future__ import annotations
 
-from .clock import Clock, ManualClock, SystemClock
-from .config import OverflowPolicy, StreamConfig
+from .callables import is_async_callable, resolve_import_path
+from .clock import Clock, SystemClock
+from .config import OverflowPolicy, StreamConfig, config_from_dict
 from .consumer import Consumer, ConsumerStats
 from .cursor import Batch, Cursor, CursorState
 from .declare import DeclarePlan, Orphan, Ownership, plan_declaration, warn_about_orphans
@@ -21,7 +22,7 @@ from .errors import (
     StreamExists,
     UnknownStream,
 )
-from .filters import EventFilter, compile_pattern, parse_event_types
+from .filters import EventFilter, compile_pattern, compile_pattern_set, parse_event_types
 from .manager import ChangeStreamManager
 from .processor import FunctionProcessor, StreamProcessor
 from .stream import ChangeStream
@@ -44,7 +45,6 @@ __all__ = [
     "InvalidAck",
     "InvalidPattern",
     "InvalidStreamConfig",
-    "ManualClock",
     "Orphan",
     "Orphaned",
     "OverflowPolicy",
@@ -56,7 +56,11 @@ __all__ = [
     "SystemClock",
     "UnknownStream",
     "compile_pattern",
+    "compile_pattern_set",
+    "config_from_dict",
+    "is_async_callable",
     "parse_event_types",
     "plan_declaration",
+    "resolve_import_path",
     "warn_about_orphans",
 ]

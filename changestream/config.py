@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from kvdb import EventType
 
 from .errors import InvalidStreamConfig
 from .filters import EventFilter, parse_event_types
 
-__all__ = ["OverflowPolicy", "StartFrom", "StreamConfig"]
+__all__ = ["OverflowPolicy", "StartFrom", "StreamConfig", "config_from_dict"]
+
+_Config = TypeVar("_Config")
 
 StartFrom = Literal["latest", "earliest"] | int
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
@@ -98,17 +101,26 @@ class StreamConfig:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> StreamConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(doc) - known
-        if unknown:
-            raise InvalidStreamConfig(
-                f"unknown stream field(s) {', '.join(sorted(unknown))}; expected some of "
-                f"{', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**doc)
-        except TypeError as exc:
-            raise InvalidStreamConfig(f"invalid stream config: {exc}") from exc
+        return config_from_dict(cls, doc, InvalidStreamConfig, "stream")
+
+
+def config_from_dict(
+    cls: Callable[..., _Config], doc: Mapping[str, Any], error: type[Exception], what: str
+) -> _Config:
+    """``cls(**doc)`` for a config dataclass (``StreamConfig``, ``EventRoute``...) read from a
+    document (a request body, a stored record): unknown or missing fields raise ``error``,
+    naming them, instead of a ``TypeError``."""
+    known = set(getattr(cls, "__dataclass_fields__", ()))
+    unknown = set(doc) - known
+    if unknown:
+        raise error(
+            f"unknown {what} field(s) {', '.join(sorted(unknown))}; expected some of "
+            f"{', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**doc)
+    except TypeError as exc:
+        raise error(f"invalid {what}: {exc}") from exc
 
 
 def _at_least(minimum: int, **values: int) -> None:

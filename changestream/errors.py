@@ -1,15 +1,19 @@
-"""Errors of the change-stream layer.
+"""Errors of the change-stream layer. The root derives from ``kvdb.StructuredError``, the shape
+every package's errors share (``code``, ``message``, ``fields``; see ``kvdb/errors.py``).
 
-    ChangeStreamError
+    ChangeStreamError                                                 (change_stream_error)
     ├── InvalidStreamConfig        a StreamConfig that cannot work        (invalid_stream_config)
-    │   └── InvalidPattern         a key pattern re2 cannot compile        (invalid_pattern)
-    ├── UnknownStream              no stream by that name                  (unknown_stream)
-    ├── StreamExists               create() of a name already taken        (stream_exists)
+    │   └── InvalidPattern         a key pattern re2 cannot compile;
+    │                              pattern, reason                         (invalid_pattern)
+    ├── UnknownStream              no stream by that name; name            (unknown_stream)
+    ├── StreamExists               create() of a name already taken; name  (stream_exists)
     ├── ConsumerBusy               that consumer of the stream is attached (consumer_busy)
     ├── InvalidAck                 ack of a seq the consumer was not given (invalid_ack)
-    ├── CursorClosed               the subscription ended (overflow, removal, shutdown)
+    ├── CursorClosed               the subscription ended (overflow, removal,
+    │                              shutdown); reason                       (closed)
     ├── OwnershipConflict          the object belongs to another owner    (ownership_conflict)
-    │                              (the API, or a configuration file: see declare.py)
+    │                              (the API, or a configuration file: see declare.py);
+    │                              kind, name, owner
     └── Orphaned                   the object is orphaned: stopped until   (orphaned)
                                    declared again or deleted
 
@@ -18,6 +22,8 @@ A consumer whose events were compacted away gets ``kvdb.Compacted`` (code ``comp
 """
 
 from __future__ import annotations
+
+from kvdb import StructuredError
 
 __all__ = [
     "ChangeStreamError",
@@ -33,12 +39,10 @@ __all__ = [
 ]
 
 
-class ChangeStreamError(Exception):
-    code = "change_stream_error"
+class ChangeStreamError(StructuredError):
+    """Root of the change-stream layer's errors."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code = "change_stream_error"
 
 
 class InvalidStreamConfig(ChangeStreamError):
@@ -51,7 +55,9 @@ class InvalidPattern(InvalidStreamConfig):
     def __init__(self, pattern: str, reason: str) -> None:
         super().__init__(
             f"key pattern {pattern!r} is not a valid RE2 regular expression: {reason}. Patterns "
-            "use RE2 syntax (no backreferences or lookaround) and must match the whole key"
+            "use RE2 syntax (no backreferences or lookaround) and must match the whole key",
+            pattern=pattern,
+            reason=reason,
         )
         self.pattern = pattern
         self.reason = reason
@@ -61,7 +67,7 @@ class UnknownStream(ChangeStreamError):
     code = "unknown_stream"
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"no stream named {name!r}; list them with GET /streams")
+        super().__init__(f"no stream named {name!r}; list them with GET /streams", name=name)
         self.name = name
 
 
@@ -69,7 +75,9 @@ class StreamExists(ChangeStreamError):
     code = "stream_exists"
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"a stream named {name!r} already exists; update it or pick another name")
+        super().__init__(
+            f"a stream named {name!r} already exists; update it or pick another name", name=name
+        )
         self.name = name
 
 
@@ -85,7 +93,7 @@ class CursorClosed(ChangeStreamError):
     code = "closed"
 
     def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
+        super().__init__(message, reason=reason)
         self.reason = reason
 
 
@@ -97,7 +105,7 @@ class OwnershipConflict(ChangeStreamError):
     code = "ownership_conflict"
 
     def __init__(self, kind: str, name: str, owner: str | None, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, kind=kind, name=name, owner=owner)
         self.kind = kind
         self.name = name
         self.owner = owner
@@ -136,7 +144,10 @@ class Orphaned(ChangeStreamError):
     def __init__(self, kind: str, name: str, owner: str) -> None:
         super().__init__(
             f"{kind} {name!r} is orphaned: {owner!r} no longer declares it, so it is stopped. "
-            f"Declare it again to resume it, or delete it"
+            f"Declare it again to resume it, or delete it",
+            kind=kind,
+            name=name,
+            owner=owner,
         )
         self.kind = kind
         self.name = name

@@ -15,7 +15,7 @@ from kvdb import ChangeEvent, EventType
 
 from .errors import InvalidPattern, InvalidStreamConfig
 
-__all__ = ["EventFilter", "compile_pattern", "parse_event_types"]
+__all__ = ["EventFilter", "compile_pattern", "compile_pattern_set", "parse_event_types"]
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # errors are raised to the caller, not printed to stderr
@@ -32,6 +32,29 @@ def compile_pattern(pattern: str) -> re2._Regexp:
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise InvalidPattern(pattern, reason) from exc
+
+
+def compile_pattern_set(patterns: Sequence[str]) -> Callable[[bytes], list[int]]:
+    """``match(key_bytes)``: the indices of the ``patterns`` that fully match a key, found in one
+    scan of the key (an RE2 set) however many patterns there are.
+
+    Each pattern is first compiled alone, so an invalid one is reported by itself
+    (``InvalidPattern``). The matcher is the native set's ``Match`` (google-re2's ``Set._set``,
+    an internal pinned in pyproject.toml): the public ``Set.Match`` checks the argument's type
+    and answers None for no match on every call. Without it we use the public call.
+    """
+    for pattern in patterns:
+        compile_pattern(pattern)
+    if not patterns:
+        return lambda raw: []
+    pattern_set = re2.Set.FullMatchSet(_OPTIONS)
+    for pattern in patterns:
+        pattern_set.Add(pattern)
+    pattern_set.Compile()
+    native = getattr(getattr(pattern_set, "_set", None), "Match", None)
+    if native is None:
+        return lambda raw: pattern_set.Match(raw) or []
+    return native  # type: ignore[no-any-return]
 
 
 def parse_event_types(names: Iterable[str | EventType]) -> frozenset[EventType]:

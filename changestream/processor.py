@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 from kvdb import ChangeEvent, Compacted
 
 from .aio import cancel_and_wait
+from .callables import is_async_callable
 from .clock import Clock
 from .consumer import Consumer
 from .cursor import Batch
@@ -49,21 +50,25 @@ class StreamProcessor(Protocol):
 
 
 class FunctionProcessor:
-    """A processor from a function of the batch; a plain function runs in a worker thread so it
-    cannot stall the event loop."""
+    """A processor from a function of the batch. An async callable (``is_async_callable``) is
+    awaited; a plain function runs in a worker thread so it cannot stall the event loop, and an
+    awaitable it returns anyway (a lambda around a coroutine function) is awaited on the loop:
+    the batch is acknowledged only once the work is done."""
 
     def __init__(
         self, name: str, fn: Callable[[Sequence[ChangeEvent]], Awaitable[None] | None]
     ) -> None:
         self.name = name
         self._fn = fn
-        self._is_async = inspect.iscoroutinefunction(fn)
+        self._is_async = is_async_callable(fn)
 
     async def process(self, batch: Sequence[ChangeEvent]) -> None:
         if self._is_async:
             await self._fn(batch)  # type: ignore[misc]
-        else:
-            await asyncio.to_thread(self._fn, batch)
+            return
+        result = await asyncio.to_thread(self._fn, batch)
+        if inspect.isawaitable(result):
+            await result
 
 
 class ProcessorRunner:

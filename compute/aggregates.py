@@ -14,6 +14,7 @@ values is None.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -154,32 +155,30 @@ class Sum(_OfValues):
         return b if a is None else a if b is None else a + b
 
 
-class Min(_OfValues):
+class _Extreme(_OfValues):
+    """Min or Max: the accumulator is the extreme value so far; ties keep the one held."""
+
     accepts = (int, float, str)
     needs = "numbers or strings"
+
+    beats: Callable[[Any, Any], Any]  # (value, held): does value take the place of held?
 
     def add(self, acc: Any, record: Any) -> Any:
         value = self._value(record)
         if value is None:
             return acc
-        return value if acc is None or value < acc else acc
+        return value if acc is None or self.beats(value, acc) else acc
 
     def merge(self, a: Any, b: Any) -> Any:
-        return b if a is None else a if b is None else min(a, b)
+        return b if a is None else a if b is None or not self.beats(b, a) else b
 
 
-class Max(_OfValues):
-    accepts = (int, float, str)
-    needs = "numbers or strings"
+class Min(_Extreme):
+    beats = staticmethod(operator.lt)
 
-    def add(self, acc: Any, record: Any) -> Any:
-        value = self._value(record)
-        if value is None:
-            return acc
-        return value if acc is None or value > acc else acc
 
-    def merge(self, a: Any, b: Any) -> Any:
-        return b if a is None else a if b is None else max(a, b)
+class Max(_Extreme):
+    beats = staticmethod(operator.gt)
 
 
 class Avg(_OfValues):

@@ -1,6 +1,7 @@
-"""Errors of stream computing.
+"""Errors of stream computing. The root derives from ``kvdb.StructuredError``, the shape every
+package's errors share (``code``, ``message``, ``fields``; see ``kvdb/errors.py``).
 
-    ComputeError
+    ComputeError                                                             (compute_error)
     ├── PipelineDefinitionError   a pipeline that cannot run as written     (invalid_pipeline)
     ├── StepError                 a user callback raised or returned the
     │                             wrong thing; names the pipeline and step  (step_failed)
@@ -13,20 +14,24 @@
     ├── StreamInUse               DROP STREAM while pipelines read it        (stream_in_use)
     ├── InvalidRecord             raised by a decoder: this change event is
     │                             not a record (counted in ``invalid``)      (invalid_record)
-    └── SqlError                  SQL that cannot run; ``line`` and ``column`` say where
+    └── SqlError                  SQL that cannot run; ``line`` and ``column``
+        │                         say where                                 (sql_error)
         ├── SqlParseError         not valid SQL here, and what was expected  (sql_parse_error)
         └── SqlPlanError          valid SQL that cannot be planned           (sql_plan_error)
             └── UnsupportedSql    a construct outside our subset, by name     (unsupported_sql)
 
 Every error carries ``code`` and ``message`` (what was wrong and how to fix it) plus structured
-``fields`` that ``api/`` adds to the error document. ``BadCallbackResult`` is internal: a check
-of a callback's result raises it, and the step that ran the callback turns it into a
-``StepError`` with its own name.
+``fields`` that ``api/`` adds to the error document: ``name`` (and ``pipelines``) for the
+errors about one object, ``pipeline`` and ``step`` for step errors, ``line`` and ``column``
+(when known) for SQL errors and ``construct`` for unsupported SQL.
+
+``BadCallbackResult`` is internal: a check of a callback's result raises it, and the step that
+ran the callback turns it into a ``StepError`` with its own name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from kvdb import StructuredError
 
 __all__ = [
     "ComputeError",
@@ -46,13 +51,10 @@ __all__ = [
 ]
 
 
-class ComputeError(Exception):
-    code = "compute_error"
+class ComputeError(StructuredError):
+    """Root of stream computing's errors."""
 
-    def __init__(self, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields = fields
+    code = "compute_error"
 
 
 class BadCallbackResult(Exception):
@@ -160,7 +162,8 @@ class SqlError(ComputeError):
 
     def __init__(self, problem: str, line: int | None = None, column: int | None = None) -> None:
         where = f"line {line}, column {column}: " if line is not None else ""
-        super().__init__(f"{where}{problem}", line=line, column=column)
+        located = {k: v for k, v in (("line", line), ("column", column)) if v is not None}
+        super().__init__(f"{where}{problem}", **located)
         self.problem = problem
         self.line = line
         self.column = column

@@ -11,10 +11,11 @@ the pipeline and the step.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import Any
+
+from changestream import is_async_callable
 
 from .errors import BadCallbackResult, PipelineDefinitionError
 from .records import RecordBatch
@@ -211,8 +212,9 @@ class KeyByStep(Transform):
 
 class SinkStep:
     """Delivers a pipeline's output: result updates (``ResultUpdate``) of a pipeline that
-    aggregates, else its records. Plain or ``async`` functions, called in order, at least once
-    (outputs after the last checkpoint come again after a crash)."""
+    aggregates, else its records. Plain or async callables (``is_async_callable``: ``async def``,
+    an object with an ``async def __call__``, a partial of either), called in order, at least
+    once (outputs after the last checkpoint come again after a crash)."""
 
     kind = "sink"
 
@@ -221,7 +223,7 @@ class SinkStep:
             raise PipelineDefinitionError(f"sink needs a function, got {fn!r}")
         self.fn = fn
         self.name = name or "sink"
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = is_async_callable(fn)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name}

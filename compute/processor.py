@@ -99,9 +99,10 @@ class PipelineProcessor:
         for sink in self.runtime.sinks:
             for output in outputs:
                 try:
-                    result = sink.fn(output)
-                    if inspect.isawaitable(result):
-                        await result
+                    if sink.is_async:
+                        await sink.fn(output)
+                    elif inspect.isawaitable(result := sink.fn(output)):
+                        await result  # a plain function that returned an awaitable anyway
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:

@@ -133,7 +133,7 @@ class PipelineRuntime:
         kind = SessionWindowAggregate if isinstance(window.spec, Session) else FixedWindowAggregate
         return kind(
             f"{label}{stage.name}",
-            window.spec,  # type: ignore[arg-type]
+            window.spec,
             stage.aggregates,
             stage.row or row,
             allowed_lateness=options.allowed_lateness,

@@ -27,14 +27,11 @@ from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
 
-from .aggregates import AggregateSet
-from .errors import BadCallbackResult
-from .operators import key_order, show
+from .operators import key_order
 from .records import RecordBatch
 from .results import ResultUpdate
 from .state import dumps, key_digest, loads
-from .watermark import NO_WATERMARK
-from .windowing import RowBuilder
+from .windowing import WindowAggregate
 from .windows import Session
 
 __all__ = ["SessionWindowAggregate"]
@@ -43,25 +40,11 @@ START, END, ACC, FIRED, BATCH = range(5)
 DEAD = -1
 
 
-class SessionWindowAggregate:
-    def __init__(
-        self,
-        name: str,
-        spec: Session,
-        aggregates: AggregateSet,
-        row: RowBuilder,
-        *,
-        allowed_lateness: int,
-        out_of_orderness: int,
-        retention: int,
-        final: bool,
-    ) -> None:
-        self.name = name
+class SessionWindowAggregate(WindowAggregate):
+    counters = (*WindowAggregate.counters, "merges")
+
+    def _configure(self, spec: Session, allowed_lateness: int, out_of_orderness: int) -> None:
         self.gap = spec.gap
-        self.aggregates = aggregates
-        self.row = row
-        self.final = final
-        self.retention = retention
         self._late_slack = allowed_lateness + out_of_orderness  # late: end + slack <= max time
         self._out_of_orderness = out_of_orderness
         self.sessions: dict[Any, list[list[Any]]] = {}
@@ -73,10 +56,6 @@ class SessionWindowAggregate:
         self._dirty: dict[int, tuple[Any, list[Any]]] = {}  # since the last checkpoint
         self._deleted: set[tuple[Any, int]] = set()  # (key, start) since the last checkpoint
         self._digests: dict[Any, str] = {}
-        self.fired_through = NO_WATERMARK
-        self.late_dropped = 0
-        self.windows_fired = 0
-        self.late_updates = 0
         self.merges = 0
 
     def process(
@@ -89,12 +68,7 @@ class SessionWindowAggregate:
             for t, p, k, v in zip(batch.times, batch.positions, keys, batch.values, strict=False):
                 self._add(t, marks[p], k, v, updates)
         except Exception as exc:
-            if isinstance(exc, BadCallbackResult):
-                raise BadCallbackResult(f"{exc.problem} (record {show(v)})") from exc
-            raise BadCallbackResult(
-                f"aggregating {self.aggregates.describe()} raised {type(exc).__name__}: {exc} "
-                f"(record {show(v)})"
-            ) from exc
+            raise self._failed(exc, v) from exc
 
     def _add(
         self, t: int, mark: int, key: Any, value: Any, updates: list[ResultUpdate] | None
@@ -237,23 +211,13 @@ class SessionWindowAggregate:
         self._deleted.clear()
         return puts, deletes
 
-    def meta(self) -> dict[str, Any]:
-        return {
-            "fired_through": self.fired_through,
-            "late_dropped": self.late_dropped,
-            "windows_fired": self.windows_fired,
-            "late_updates": self.late_updates,
-            "merges": self.merges,
-        }
-
     def restore(self, records: dict[str, bytes], meta: dict[str, Any]) -> None:
         self.sessions = {}
         for raw in records.values():
             key, session = loads(raw)
             session[BATCH] = 0
             self.sessions.setdefault(key, []).append(session)
-        for name in ("fired_through", "late_dropped", "windows_fired", "late_updates", "merges"):
-            setattr(self, name, meta[name])
+        self._restore_counters(meta)
         self._pending, self._expiring = [], []
         for key, sessions in self.sessions.items():
             sessions.sort(key=lambda session: session[START])

@@ -34,16 +34,22 @@ from .state import dumps, loads
 from .watermark import NO_WATERMARK
 from .windows import Sliding, Tumbling
 
-__all__ = ["FixedWindowAggregate", "RowBuilder"]
+__all__ = ["FixedWindowAggregate", "RowBuilder", "WindowAggregate"]
 
 RowBuilder = Callable[[Any, int, int, Any], dict[str, Any]]
 
 
-class FixedWindowAggregate:
+class WindowAggregate:
+    """What every window aggregate shares: its settings, the counters its checkpoint keeps
+    (``meta``), and how a failing aggregate is reported. Subclasses set up their own state in
+    ``_configure``."""
+
+    counters: tuple[str, ...] = ("fired_through", "late_dropped", "windows_fired", "late_updates")
+
     def __init__(
         self,
         name: str,
-        spec: Tumbling | Sliding,
+        spec: Any,
         aggregates: AggregateSet,
         row: RowBuilder,
         *,
@@ -53,12 +59,41 @@ class FixedWindowAggregate:
         final: bool,
     ) -> None:
         self.name = name
-        self.spec = spec
-        self.size = spec.size
         self.aggregates = aggregates
         self.row = row
         self.final = final
         self.retention = retention
+        self.fired_through = NO_WATERMARK  # windows with end <= this have fired
+        self.late_dropped = 0
+        self.windows_fired = 0
+        self.late_updates = 0
+        self._configure(spec, allowed_lateness, out_of_orderness)
+
+    def _configure(self, spec: Any, allowed_lateness: int, out_of_orderness: int) -> None:
+        raise NotImplementedError
+
+    def _failed(self, exc: Exception, record: Any) -> BadCallbackResult:
+        if isinstance(exc, BadCallbackResult):
+            return BadCallbackResult(f"{exc.problem} (record {show(record)})")
+        return BadCallbackResult(
+            f"aggregating {self.aggregates.describe()} raised {type(exc).__name__}: {exc} "
+            f"(record {show(record)})"
+        )
+
+    def meta(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.counters}
+
+    def _restore_counters(self, meta: dict[str, Any]) -> None:
+        for name in self.counters:
+            setattr(self, name, meta[name])
+
+
+class FixedWindowAggregate(WindowAggregate):
+    def _configure(
+        self, spec: Tumbling | Sliding, allowed_lateness: int, out_of_orderness: int
+    ) -> None:
+        self.spec = spec
+        self.size = spec.size
         # too late when start + late_after <= max event time (= watermark + out_of_orderness);
         # closed (a late update) when start + closed_after <= it
         self._late_after = spec.size + allowed_lateness + out_of_orderness
@@ -66,15 +101,11 @@ class FixedWindowAggregate:
         self.windows: dict[int, dict[Any, Any]] = {}
         self._unfired: list[int] = []  # heap of starts that have not fired
         self._retained: list[int] = []  # heap of every start in ``windows``
-        self.fired_through = NO_WATERMARK  # windows with end <= this have fired
         self._refire: dict[tuple[int, Any], None] = {}
         self._opened_late: dict[int, int] = {}  # per window start, in this batch
         self._dirty: set[int] = set()
         self._deleted: set[int] = set()
         self.touched: list[tuple[int, Any, int]] | None = None  # (position, key, start), joins
-        self.late_dropped = 0
-        self.windows_fired = 0
-        self.late_updates = 0
 
     # -- per batch ----------------------------------------------------------------------------
 
@@ -89,14 +120,6 @@ class FixedWindowAggregate:
             self._tumbling(batch, keys, marks, updates if emit else None)
         else:
             self._sliding(batch, keys, marks, updates if emit else None)
-
-    def _failed(self, exc: Exception, record: Any) -> BadCallbackResult:
-        if isinstance(exc, BadCallbackResult):
-            return BadCallbackResult(f"{exc.problem} (record {show(record)})")
-        return BadCallbackResult(
-            f"aggregating {self.aggregates.describe()} raised {type(exc).__name__}: {exc} "
-            f"(record {show(record)})"
-        )
 
     def _tumbling(
         self, batch: RecordBatch, keys: Any, marks: list[int], updates: list[ResultUpdate] | None
@@ -262,20 +285,9 @@ class FixedWindowAggregate:
         self._deleted.clear()
         return puts, deletes
 
-    def meta(self) -> dict[str, Any]:
-        return {
-            "fired_through": self.fired_through,
-            "late_dropped": self.late_dropped,
-            "windows_fired": self.windows_fired,
-            "late_updates": self.late_updates,
-        }
-
     def restore(self, records: dict[str, bytes], meta: dict[str, Any]) -> None:
         self.windows = {int(name[2:]): loads(raw) for name, raw in sorted(records.items())}
-        self.fired_through = meta["fired_through"]
-        self.late_dropped = meta["late_dropped"]
-        self.windows_fired = meta["windows_fired"]
-        self.late_updates = meta["late_updates"]
+        self._restore_counters(meta)
         self._retained = sorted(self.windows)
         self._unfired = [s for s in self._retained if s + self.size > self.fired_through]
         self._dirty.clear()

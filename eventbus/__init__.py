@@ -8,6 +8,7 @@ from .bus import BusSetup, EventBus, RedriveOutcome
 from .config import BusConfig, RetryPolicy
 from .dead_letters import DeadLetter, DeadLetterStore
 from .errors import (
+    BusNotStarted,
     DeliveryError,
     EventBusError,
     HandlerExists,
@@ -33,17 +34,19 @@ from .handlers import (
     FunctionEventHandler,
 )
 from .logfile import LogFileHandler
-from .replayer import EventReplayer, ReplayRequest, ReplayResult
+from .replayer import MAX_REPLAY_LIMIT, EventReplayer, ReplayRequest, ReplayResult
 from .routes import EventRoute, Router, RouteTable
 from .specs import HandlerSpec, LogTarget, PythonTarget, WebhookTarget, resolve_callable
 from .stats import HandlerStats
 from .webhook import WebhookHandler
 
 __all__ = [
+    "MAX_REPLAY_LIMIT",
     "AggregationSpec",
     "BaseEventHandler",
     "BatchEventHandler",
     "BusConfig",
+    "BusNotStarted",
     "BusSetup",
     "ConditionalEventHandler",
     "DeadLetter",

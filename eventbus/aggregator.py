@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import re2
 
 from changestream import (
     ChangeStreamError,
@@ -36,6 +35,7 @@ from changestream import (
     Consumer,
     Ownership,
     compile_pattern,
+    compile_pattern_set,
     parse_event_types,
 )
 from kvdb import ChangeEvent, EventType, Store
@@ -141,13 +141,7 @@ class _Aggregation:
 
     def __init__(self, spec: AggregationSpec) -> None:
         self.spec = spec
-        options = re2.Options()
-        options.log_errors = False
-        patterns = re2.Set.FullMatchSet(options)
-        for pattern in spec.key_patterns:
-            patterns.Add(pattern)
-        patterns.Compile()
-        self._match = patterns._set.Match
+        self._match = compile_pattern_set(spec.key_patterns)
         self._types = spec.event_types or None
         self._paths = [path.split(".") for path in spec.sum_fields]
         self.windows: dict[int, dict[tuple[int, str], list[float]]] = {}

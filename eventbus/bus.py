@@ -41,6 +41,7 @@ from .config import BusConfig
 from .dead_letters import DeadLetter, DeadLetterStore
 from .declare import BusDeclaration, declare_bus
 from .errors import (
+    BusNotStarted,
     HandlerExists,
     HandlerInUse,
     InvalidHandler,
@@ -499,7 +500,7 @@ class EventBus:
 
     def _require_started(self) -> None:
         if not self._started:
-            raise RuntimeError("the event bus is not started: call start() first")
+            raise BusNotStarted
 
 
 def _must_store(name: str, routes: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""Errors of the event bus.
+"""Errors of the event bus. The root derives from ``kvdb.StructuredError``, the shape every
+package's errors share (``code``, ``message``, ``fields``; see ``kvdb/errors.py``).
 
     EventBusError                                                        (event_bus_error)
     ├── InvalidBusConfig         a definition that cannot work            (invalid_bus_config)
@@ -6,15 +7,17 @@
     │   ├── InvalidHandler       bad handler: URL, import path, sizes      (invalid_handler)
     │   ├── InvalidAggregation   bad aggregation: window, pattern, field   (invalid_aggregation)
     │   └── InvalidReplay        a replay request that cannot run          (invalid_replay)
-    ├── UnknownHandler           no handler by that name                   (unknown_handler)
-    ├── UnknownRoute             no route by that name                     (unknown_route)
-    ├── UnknownDeadLetter        no dead letter with that id               (unknown_dead_letter)
-    ├── UnknownAggregation       no aggregation by that name               (unknown_aggregation)
-    ├── HandlerExists            add of a handler name already taken       (handler_exists)
-    ├── RouteExists              add of a route name already taken         (route_exists)
-    ├── HandlerInUse             removal of a handler routes still name    (handler_in_use)
+    ├── UnknownHandler           no handler by that name; name             (unknown_handler)
+    ├── UnknownRoute             no route by that name; name               (unknown_route)
+    ├── UnknownDeadLetter        no dead letter with that id; handler, seq (unknown_dead_letter)
+    ├── UnknownAggregation       no aggregation by that name; name         (unknown_aggregation)
+    ├── HandlerExists            add of a handler name already taken; name (handler_exists)
+    ├── RouteExists              add of a route name already taken; name   (route_exists)
+    ├── HandlerInUse             removal of a handler routes still name;
+    │                            name, routes                              (handler_in_use)
+    ├── BusNotStarted            the bus used before start() or after stop() (not_started)
     └── DeliveryError            raised by handlers: a delivery failed     (delivery_failed)
-        ├── PartialDelivery      the first ``handled`` events went through
+        ├── PartialDelivery      the first ``handled`` events went through; handled
         └── PermanentDeliveryError  retrying cannot help: dead-letter now
 
 A replay that reaches past the retained log raises ``kvdb.Compacted`` (with ``oldest_seq``),
@@ -23,7 +26,10 @@ the same error a direct read of the log raises.
 
 from __future__ import annotations
 
+from kvdb import StructuredError
+
 __all__ = [
+    "BusNotStarted",
     "DeliveryError",
     "EventBusError",
     "HandlerExists",
@@ -43,14 +49,10 @@ __all__ = [
 ]
 
 
-class EventBusError(Exception):
+class EventBusError(StructuredError):
     """Root of every error the event bus raises."""
 
     code = "event_bus_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class InvalidBusConfig(EventBusError):
@@ -77,7 +79,7 @@ class UnknownHandler(EventBusError):
     code = "unknown_handler"
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"no handler named {name!r}; list them with GET /bus/handlers")
+        super().__init__(f"no handler named {name!r}; list them with GET /bus/handlers", name=name)
         self.name = name
 
 
@@ -85,7 +87,7 @@ class UnknownRoute(EventBusError):
     code = "unknown_route"
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"no route named {name!r}; list them with GET /bus/routes")
+        super().__init__(f"no route named {name!r}; list them with GET /bus/routes", name=name)
         self.name = name
 
 
@@ -95,7 +97,9 @@ class UnknownDeadLetter(EventBusError):
     def __init__(self, handler: str, seq: int) -> None:
         super().__init__(
             f"no dead letter {handler}/{seq}; list them with GET /bus/dead-letters?handler="
-            f"{handler}"
+            f"{handler}",
+            handler=handler,
+            seq=seq,
         )
         self.handler = handler
         self.seq = seq
@@ -105,7 +109,9 @@ class UnknownAggregation(EventBusError):
     code = "unknown_aggregation"
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"no aggregation named {name!r}; list them with GET /bus/aggregates")
+        super().__init__(
+            f"no aggregation named {name!r}; list them with GET /bus/aggregates", name=name
+        )
         self.name = name
 
 
@@ -114,7 +120,8 @@ class HandlerExists(EventBusError):
 
     def __init__(self, name: str) -> None:
         super().__init__(
-            f"a handler named {name!r} already exists; remove it first or pick another name"
+            f"a handler named {name!r} already exists; remove it first or pick another name",
+            name=name,
         )
         self.name = name
 
@@ -125,7 +132,8 @@ class RouteExists(EventBusError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"a route named {name!r} already exists; replace it with PUT /bus/routes/{name} or "
-            "pick another name"
+            "pick another name",
+            name=name,
         )
         self.name = name
 
@@ -136,10 +144,19 @@ class HandlerInUse(EventBusError):
     def __init__(self, name: str, routes: list[str]) -> None:
         super().__init__(
             f"handler {name!r} is still named by route(s) {', '.join(routes)}; remove those "
-            "routes (or drop the handler from them) first"
+            "routes (or drop the handler from them) first",
+            name=name,
+            routes=routes,
         )
         self.name = name
         self.routes = routes
+
+
+class BusNotStarted(EventBusError):
+    code = "not_started"
+
+    def __init__(self) -> None:
+        super().__init__("the event bus is not started: call start() first")
 
 
 class DeliveryError(EventBusError):
@@ -155,7 +172,7 @@ class PartialDelivery(DeliveryError):
     dead-lettered); the ones before it are not delivered again."""
 
     def __init__(self, handled: int, cause: BaseException) -> None:
-        super().__init__(f"event {handled} of the delivery failed: {cause!r}")
+        super().__init__(f"event {handled} of the delivery failed: {cause!r}", handled=handled)
         self.handled = handled
         self.cause = cause
 

@@ -24,6 +24,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from changestream import is_async_callable
 from kvdb import ChangeEvent
 
 from .config import RetryPolicy, check_name
@@ -36,7 +37,6 @@ __all__ = [
     "EventFunction",
     "EventHandler",
     "FunctionEventHandler",
-    "is_async_callable",
 ]
 
 EventFunction = Callable[[ChangeEvent], Awaitable[None] | None]
@@ -59,12 +59,6 @@ class EventHandler(Protocol):
     async def handle(self, events: Sequence[ChangeEvent]) -> None: ...
 
     async def close(self) -> None: ...
-
-
-def is_async_callable(fn: object) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-    )
 
 
 class BaseEventHandler(abc.ABC):

@@ -26,10 +26,10 @@ from .errors import InvalidReplay, UnknownHandler
 from .routes import EventRoute
 from .runner import HandlerRunner
 
-__all__ = ["EventReplayer", "ReplayRequest", "ReplayResult"]
+__all__ = ["MAX_REPLAY_LIMIT", "EventReplayer", "ReplayRequest", "ReplayResult"]
 
 READ_CHUNK = 1000
-MAX_LIMIT = 1_000_000
+MAX_REPLAY_LIMIT = 1_000_000  # events one replay may deliver
 DRY_RUN_SAMPLE = 1000  # events listed in a dry run's answer
 
 
@@ -68,9 +68,9 @@ class ReplayRequest:
         if low is not None and high is not None and high < low:
             raise InvalidReplay(f"the range ends ({high}) before it starts ({low})")
         if isinstance(self.limit, bool) or not (
-            isinstance(self.limit, int) and 1 <= self.limit <= MAX_LIMIT
+            isinstance(self.limit, int) and 1 <= self.limit <= MAX_REPLAY_LIMIT
         ):
-            raise InvalidReplay(f"limit must be within 1..{MAX_LIMIT}, got {self.limit!r}")
+            raise InvalidReplay(f"limit must be within 1..{MAX_REPLAY_LIMIT}, got {self.limit!r}")
         if isinstance(self.key_patterns, str):
             raise InvalidReplay("key_patterns must be a list of patterns, not one string")
         try:

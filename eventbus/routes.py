@@ -14,9 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
-
-from changestream import ChangeStreamError, compile_pattern, parse_event_types
+from changestream import (
+    ChangeStreamError,
+    compile_pattern,
+    compile_pattern_set,
+    config_from_dict,
+    parse_event_types,
+)
 from kvdb import ChangeEvent, EventType
 
 from .config import check_name
@@ -80,17 +84,7 @@ class EventRoute:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> EventRoute:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(doc) - known
-        if unknown:
-            raise InvalidRoute(
-                f"unknown route field(s) {', '.join(sorted(unknown))}; expected some of "
-                f"{', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**doc)
-        except TypeError as exc:
-            raise InvalidRoute(f"invalid route: {exc}") from exc
+        return config_from_dict(cls, doc, InvalidRoute, "route")
 
 
 class _CompiledRoute:
@@ -125,15 +119,7 @@ class RouteTable:
         )
         patterns = sorted({p for r in self.routes for p in r.key_patterns})
         pattern_ids = {pattern: index for index, pattern in enumerate(patterns)}
-        self._set: Any = None
-        if patterns:
-            options = re2.Options()
-            options.log_errors = False
-            pattern_set = re2.Set.FullMatchSet(options)
-            for pattern in patterns:
-                pattern_set.Add(pattern)
-            pattern_set.Compile()
-            self._set = pattern_set._set  # the native set: Match(bytes) -> list of indices
+        self._match = compile_pattern_set(patterns)
         levels: dict[int, list[_CompiledRoute]] = {}
         for route in self.routes:
             levels.setdefault(route.priority, []).append(_CompiledRoute(route, pattern_ids))
@@ -143,7 +129,7 @@ class RouteTable:
 
     def targets(self, event: ChangeEvent) -> frozenset[str]:
         """The names of the handlers ``event`` goes to."""
-        matched = tuple(self._set.Match(event.key.encode())) if self._set is not None else ()
+        matched = tuple(self._match(event.key.encode()))
         decision_key = (event.type, matched)
         handlers = self._decisions.get(decision_key)
         if handlers is None:
@@ -154,9 +140,7 @@ class RouteTable:
 
     def matching_routes(self, event: ChangeEvent) -> list[EventRoute]:
         """The routes that match ``event`` and are consulted (for dry runs and inspection)."""
-        matched: frozenset[int] = (
-            frozenset(self._set.Match(event.key.encode())) if self._set is not None else frozenset()
-        )
+        matched = frozenset(self._match(event.key.encode()))
         found: list[EventRoute] = []
         for level in self._levels:
             hits = [r for r in level if r.matches(event.type, matched)]

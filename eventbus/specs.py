@@ -12,17 +12,17 @@ fails before anything is applied; ``build`` then makes the handler.
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from changestream import resolve_import_path
 
 from .config import RetryPolicy, check_name
 from .errors import EventBusError, InvalidHandler
 from .handlers import BaseEventHandler, BatchEventHandler, FunctionEventHandler
 from .logfile import LogFileHandler
-from .webhook import WebhookHandler, check_webhook_url
+from .webhook import DEFAULT_TIMEOUT_MS, WebhookHandler, check_webhook_url
 
 __all__ = [
     "HandlerSpec",
@@ -33,42 +33,20 @@ __all__ = [
     "resolve_callable",
 ]
 
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
 
 def resolve_callable(path: str, handler: str = "?") -> Callable[..., Any]:
-    """The object at ``package.module:attribute`` (the attribute may be dotted)."""
-    where = f"handler {handler!r}"
-    if not isinstance(path, str) or not _IMPORT_PATH.match(path):
-        raise InvalidHandler(
-            f"{where}: python function {path!r} must be an import path such as "
-            "'package.module:function'"
-        )
-    module_name, _, attribute = path.partition(":")
+    """The function a python handler names (``package.module:function``), or
+    ``InvalidHandler`` saying why there is none."""
     try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise InvalidHandler(
-            f"{where}: cannot import module {module_name!r} of {path!r} ({type(exc).__name__}: "
-            f"{exc}); check the spelling and that the module is installed or on PYTHONPATH"
-        ) from exc
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise InvalidHandler(
-                f"{where}: {path!r} does not resolve: {module_name!r} has no attribute "
-                f"{attribute!r}; check the function name"
-            ) from None
-    if not callable(target):
-        raise InvalidHandler(f"{where}: {path!r} is a {type(target).__name__}, not a function")
-    return target  # type: ignore[no-any-return]
+        return resolve_import_path(path)
+    except ValueError as exc:
+        raise InvalidHandler(f"handler {handler!r}: {exc}") from exc
 
 
 @dataclass(frozen=True)
 class WebhookTarget:
     url: str
-    timeout_ms: float = 5000
+    timeout_ms: float = DEFAULT_TIMEOUT_MS
     headers: tuple[tuple[str, str], ...] = ()
 
     kind = "webhook"

@@ -22,7 +22,7 @@ from .config import RetryPolicy
 from .errors import DeliveryError, InvalidHandler, PermanentDeliveryError
 from .handlers import BaseEventHandler
 
-__all__ = ["WebhookHandler", "check_webhook_url"]
+__all__ = ["DEFAULT_TIMEOUT_MS", "WebhookHandler", "check_webhook_url"]
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 
@@ -38,6 +38,9 @@ def check_webhook_url(url: object, handler: str | None = None) -> str:
     return str(url)
 
 
+DEFAULT_TIMEOUT_MS = 5000
+
+
 class WebhookHandler(BaseEventHandler):
     kind = "webhook"
 
@@ -46,7 +49,7 @@ class WebhookHandler(BaseEventHandler):
         name: str,
         url: str,
         *,
-        timeout_ms: float = 5000,
+        timeout_ms: float = DEFAULT_TIMEOUT_MS,
         headers: Mapping[str, str] | None = None,
         batch_size: int = 100,
         flush_interval_ms: float = 100,

@@ -20,6 +20,7 @@ from .errors import (
     StorageError,
     StorageFull,
     StoreClosed,
+    StructuredError,
     ValidationError,
     ValueTooLarge,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "StoreClosed",
     "StoreConfig",
     "StoreStats",
+    "StructuredError",
     "ValidationError",
     "ValueTooLarge",
     "Version",

@@ -1,30 +1,45 @@
-"""Errors raised by the storage layer.
+"""Errors raised by the storage layer, and the shape every kvdb package's errors share.
 
-Every error carries a stable ``code`` (used by ``api/`` for the JSON error body), a message
-that says what was wrong and how to fix it, and structured fields where a caller needs them.
+``StructuredError`` is that shape: a stable ``code`` (the JSON error body's ``error``), a
+``message`` that says what was wrong and how to fix it, and ``fields``, the structured detail a
+caller may act on (``oldest_seq``, ``current_version``, ``limit``...), JSON-ready: ``api/``
+adds them to the error document as they are (so a version, which exceeds 2**53, is a string
+there, as in a change event's JSON form). Subclasses also keep the detail as typed attributes.
+
+Each package has one root of its own, derived from ``StructuredError`` and from nothing else
+of another package: ``KvdbError`` here, ``ChangeStreamError``, ``EventBusError``, ``SyncError``,
+``ComputeError`` and ``ApiError``. So ``except KvdbError`` still means "storage failed", while
+``api/`` maps every package's errors to HTTP with one table walked along the class hierarchy,
+``except StructuredError`` catches any of them, and the shape is written once, here, in the
+package every other one may import (the layering in DESIGN 1).
+
 ``lmdb.Error`` never escapes this package: it is translated here, ``from`` the original.
 
-    KvdbError
-    ├── ValidationError            bad input, nothing was written          (code: invalid_*)
-    │   ├── InvalidKey             empty, too long, not UTF-8              (invalid_key)
-    │   ├── ReservedKey            user key starting with "_"              (reserved_key)
-    │   ├── ValueTooLarge          value over max_value_bytes              (value_too_large)
-    │   └── BatchTooLarge          batch over max_batch_ops/bytes          (batch_too_large)
-    ├── PreconditionFailed         If-Match / If-None-Match did not hold   (precondition_failed)
-    ├── Compacted                  asked for events older than the log     (compacted)
-    ├── ReplicationError           a replication batch cannot be applied
-    │   ├── SequenceGap            batch starts past the inbound checkpoint (sequence_gap)
-    │   ├── EpochMismatch          a store was wiped or restored           (epoch_mismatch)
-    │   └── ClockSkew              versions too far ahead of the clock     (clock_skew)
-    ├── StorageFull                disk or map_size limit reached          (storage_full)
-    ├── DataDirLocked              another process owns the data dir       (data_dir_locked)
-    ├── StoreClosed                the store is closed or closing          (store_closed)
-    └── StorageError               any other storage failure               (storage_error)
+    StructuredError                code, message, fields                    (error)
+    └── KvdbError                  root of the storage layer's errors       (kvdb_error)
+        ├── ValidationError        bad input, nothing was written           (invalid_request)
+        │   ├── InvalidKey         empty, too long, not UTF-8               (invalid_key)
+        │   ├── ReservedKey        user key starting with "_"              (reserved_key)
+        │   ├── ValueTooLarge      value over max_value_bytes; size, limit  (value_too_large)
+        │   └── BatchTooLarge      batch over max_batch_ops/bytes; size, limit (batch_too_large)
+        ├── PreconditionFailed     If-Match / If-None-Match did not hold;
+        │                          key, current_version                     (precondition_failed)
+        ├── Compacted              asked for events older than the log;
+        │                          since, oldest_seq                        (compacted)
+        ├── ReplicationError       a replication batch cannot be applied;
+        │   │                      where the sender stands                  (replication_error)
+        │   ├── SequenceGap        batch starts past the inbound checkpoint (sequence_gap)
+        │   ├── EpochMismatch      a store was wiped or restored            (epoch_mismatch)
+        │   └── ClockSkew          versions too far ahead of the clock      (clock_skew)
+        ├── StorageFull            disk or map_size limit reached           (storage_full)
+        ├── DataDirLocked          another process owns the data dir        (data_dir_locked)
+        ├── StoreClosed            the store is closed or closing           (store_closed)
+        └── StorageError           any other storage failure                (storage_error)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .versions import Version
@@ -44,19 +59,28 @@ __all__ = [
     "StorageError",
     "StorageFull",
     "StoreClosed",
+    "StructuredError",
     "ValidationError",
     "ValueTooLarge",
 ]
 
 
-class KvdbError(Exception):
-    """Root of every error raised by kvdb packages."""
+class StructuredError(Exception):
+    """An error with a stable ``code``, a ``message`` (what and how to fix) and JSON-ready
+    ``fields``. The base of every kvdb package's root error; raise a package's own errors."""
 
-    code = "kvdb_error"
+    code = "error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.fields: dict[str, Any] = fields
+
+
+class KvdbError(StructuredError):
+    """Root of the storage layer's errors."""
+
+    code = "kvdb_error"
 
 
 class ValidationError(KvdbError):
@@ -71,31 +95,32 @@ class ReservedKey(ValidationError):
     code = "reserved_key"
 
 
-class ValueTooLarge(ValidationError):
+class _TooLarge(ValidationError):
+    """Something over a configured limit: ``size`` against ``limit``."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message, size=size, limit=limit)
+        self.size = size
+        self.limit = limit
+
+
+class ValueTooLarge(_TooLarge):
     code = "value_too_large"
 
-    def __init__(self, message: str, *, size: int, limit: int) -> None:
-        super().__init__(message)
-        self.size = size
-        self.limit = limit
 
-
-class BatchTooLarge(ValidationError):
+class BatchTooLarge(_TooLarge):
     code = "batch_too_large"
-
-    def __init__(self, message: str, *, size: int, limit: int) -> None:
-        super().__init__(message)
-        self.size = size
-        self.limit = limit
 
 
 class PreconditionFailed(KvdbError):
-    """A conditional write found a different version than the one it required."""
+    """A conditional write found a different version than the one it required
+    (``current_version`` None: the key is absent)."""
 
     code = "precondition_failed"
 
     def __init__(self, message: str, *, key: str, current_version: Version | None) -> None:
-        super().__init__(message)
+        version = None if current_version is None else str(current_version)
+        super().__init__(message, key=key, current_version=version)
         self.key = key
         self.current_version = current_version
 
@@ -110,7 +135,9 @@ class Compacted(KvdbError):
         super().__init__(
             f"events after seq {since} were compacted; the oldest retained event is "
             f"seq {oldest_seq}: re-read the current state (scan) and resume from "
-            f"since={oldest_seq - 1}"
+            f"since={oldest_seq - 1}",
+            oldest_seq=oldest_seq,
+            since=since,
         )
         self.since = since
         self.oldest_seq = oldest_seq
@@ -121,10 +148,6 @@ class ReplicationError(KvdbError):
     says where the sender stands."""
 
     code = "replication_error"
-
-    def __init__(self, message: str, **fields: object) -> None:
-        super().__init__(message)
-        self.fields = fields
 
 
 class SequenceGap(ReplicationError):

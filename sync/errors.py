@@ -1,4 +1,5 @@
-"""Errors of replication.
+"""Errors of replication. The root derives from ``kvdb.StructuredError``, the shape every
+package's errors share (``code``, ``message``, ``fields``; see ``kvdb/errors.py``).
 
     SyncError                  root of replication's errors             (sync_error)
     ├── InvalidSyncConfig      a SyncConfig that cannot work            (invalid_sync_config)
@@ -19,7 +20,7 @@ A batch refused by this node's ``/sync/apply`` raises the storage errors of ``kv
 
 from __future__ import annotations
 
-from typing import Any
+from kvdb import StructuredError
 
 __all__ = [
     "InvalidSyncConfig",
@@ -35,16 +36,10 @@ __all__ = [
 ]
 
 
-class SyncError(Exception):
-    """Root of replication's errors: a ``code``, a ``message`` (what and how to fix) and
-    structured ``fields``."""
+class SyncError(StructuredError):
+    """Root of replication's errors."""
 
     code = "sync_error"
-
-    def __init__(self, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields: dict[str, Any] = fields
 
 
 class InvalidSyncConfig(SyncError):

@@ -29,7 +29,7 @@ from changestream import (
 from kvdb import ConflictRecord, Resolver, Store
 
 from .config import SyncConfig
-from .errors import InvalidSyncConfig, SyncProcessorExists, UnknownSyncProcessor
+from .errors import InvalidSyncConfig, SyncError, SyncProcessorExists, UnknownSyncProcessor
 from .processor import RealtimeSyncProcessor, TargetFactory, remote_target
 from .receiver import DEFAULT_MAX_CLOCK_SKEW_MS, SyncReceiver
 from .target import SyncTarget
@@ -87,7 +87,7 @@ class SyncService:
         with their streams and checkpoints. Checked whole first (ownership, targets, overlaps):
         on an error nothing changes. ``dry_run`` only plans and checks."""
         if self._started:
-            raise RuntimeError("declare sync processors before the service starts")
+            raise SyncError("declare sync processors before the service starts")
         existing = self._stored()
         plan = plan_declaration("sync processor", configs, existing, owner=owner, prune=prune)
         leaving = {*plan.orphan, *plan.prune, *plan.kept}

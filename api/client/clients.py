@@ -18,7 +18,6 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import IO, Any, Self
 from urllib.parse import quote
 
@@ -28,45 +27,19 @@ import msgpack
 from kvdb.ops import Delete, Put
 from kvdb.versions import Version
 
-from .admin import AdminCalls, AsyncAdminCalls, NoReplication
-from .errors import (
-    ClientError,
-    Compacted,
-    ConnectionFailed,
-    Forbidden,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    PreconditionFailed,
-    ServerError,
-    StorageFull,
-    Unauthorized,
-    raise_for_error,
-)
+from .admin import AdminCalls, AsyncAdminCalls
+from .errors import ConnectionFailed, raise_for_error
 from .transfer import BackupResult, Progress, run_backup, run_dump, run_load
-from .watch import AsyncWatch, Watch, WatchError
+from .watch import AsyncWatch, Watch
 
 __all__ = [
     "AsyncClient",
     "BackupResult",
     "BatchResult",
     "Client",
-    "ClientError",
-    "Compacted",
-    "ConnectionFailed",
     "DeleteResult",
-    "Forbidden",
-    "InvalidRequest",
     "Item",
-    "NoReplication",
-    "NotFound",
-    "PayloadTooLarge",
-    "PreconditionFailed",
     "ScanPage",
-    "ServerError",
-    "StorageFull",
-    "Unauthorized",
-    "WatchError",
     "WriteResult",
 ]
 
@@ -383,12 +356,7 @@ class Client(AdminCalls):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -488,10 +456,5 @@ class AsyncClient(AsyncAdminCalls):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

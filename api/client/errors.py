@@ -1,7 +1,9 @@
 """Errors of the Python client. Each carries the server's ``status``, ``code`` and ``message``
-(and the whole JSON ``body``); ``status`` is 0 when no response arrived.
+(and the whole JSON ``body``, whose other members are the ``fields`` of ``kvdb.StructuredError``,
+the shape every package's errors share); ``status`` is 0 when no response arrived.
 
     ClientError
+    ├── WatchError           the server refused or ended a subscription (``watch.py``)
     ├── ConnectionFailed     no response (refused, timed out, reset)
     ├── InvalidRequest       400
     ├── Unauthorized         401
@@ -20,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from kvdb import StructuredError
 from kvdb.versions import Version
 
 __all__ = [
@@ -38,15 +41,21 @@ __all__ = [
 ]
 
 
-class ClientError(Exception):
+_ENVELOPE = frozenset({"error", "message", "type", "code"})  # HTTP body or WebSocket message
+
+
+class ClientError(StructuredError):
     """Root of the client's errors. ``status`` is 0 when no response arrived."""
 
     def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None = None):
-        super().__init__(f"{code}: {message}" if code else message)
+        self.body = body or {}
+        fields = {k: v for k, v in self.body.items() if k not in _ENVELOPE}
+        super().__init__(message, **fields)
         self.status = status
         self.code = code
-        self.message = message
-        self.body = body or {}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.code else self.message
 
 
 class ConnectionFailed(ClientError):

@@ -34,6 +34,8 @@ from websockets.sync.client import connect as sync_connect
 
 from kvdb import ChangeEvent
 
+from .errors import ClientError
+
 __all__ = ["AsyncWatch", "Watch", "WatchError"]
 
 ACK_EVERY = 100
@@ -41,14 +43,12 @@ ACK_INTERVAL_S = 0.2
 MAX_BACKOFF_S = 5.0
 
 
-class WatchError(Exception):
-    """The server refused or ended the subscription (``code``: compacted, invalid_pattern...)."""
+class WatchError(ClientError):
+    """The server refused or ended the subscription (``code``: compacted, invalid_pattern...);
+    ``status`` is the refusal's HTTP status, 0 for an error sent on the open subscription."""
 
-    def __init__(self, code: str, message: str, body: dict[str, Any]) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.body = body
+    def __init__(self, code: str, message: str, body: dict[str, Any], status: int = 0) -> None:
+        super().__init__(status, code, message, body)
 
     @property
     def oldest_seq(self) -> int | None:
@@ -159,7 +159,10 @@ def _refused(exc: websockets.exceptions.InvalidStatus) -> WatchError:
     except orjson.JSONDecodeError:
         body = {}
     return WatchError(
-        body.get("error", f"http_{response.status_code}"), body.get("message", str(exc)), body
+        body.get("error", f"http_{response.status_code}"),
+        body.get("message", str(exc)),
+        body,
+        response.status_code,
     )
 
 

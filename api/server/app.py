@@ -1,10 +1,16 @@
-"""The ASGI application of a node: ``/kv`` on the plain-ASGI hot path, the rest on FastAPI."""
+"""The ASGI application of a node: ``/kv`` on the plain-ASGI hot path, the rest on FastAPI.
+
+The app's lifespan is the one place that starts and stops the node, whoever serves the app
+(``kvdb serve``, a test client, another ASGI server). A node that cannot start (bad settings,
+a data dir another process holds) fails the start-up with its message alone, no traceback, and
+the error is kept in ``startup_error`` for the caller to report (``kvdb serve`` exits with it).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,17 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from changestream import ChangeStreamError
-from compute import ComputeError
-from eventbus import EventBusError
-from kvdb import KvdbError
-from sync import SyncError
+from kvdb import StructuredError
 
 from ..node import Node
 from ..settings import Settings
+from ..settings.problems import describe_validation_errors
 from .auth import Role, TokenAuth
 from .dependencies import require
-from .errors import ApiError, error_body, error_response_parts
+from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
 from .event_json import EventEncoder
 from .kv import KVEndpoints, Receive, Scope, Send
 from .kv_openapi import ERROR_SCHEMA, KV_PATHS
@@ -41,13 +44,14 @@ __all__ = ["KvdbApp", "create_app"]
 
 
 class KvdbApp:
-    """Routes ``/kv`` and ``/kv/...`` to the key-value endpoints and everything else (including
-    the lifespan, which starts and stops the node) to FastAPI."""
+    """Routes ``/kv`` and ``/kv/...`` to the key-value endpoints and everything else to
+    FastAPI; the lifespan starts the node and stops it."""
 
     def __init__(self, node: Node, api: FastAPI, kv: KVEndpoints) -> None:
         self.node = node
         self.api = api
         self.kv = kv
+        self.startup_error: StructuredError | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -55,7 +59,37 @@ class KvdbApp:
             if path == "/kv" or path.startswith("/kv/"):
                 await self.kv(scope, receive, send)
                 return
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+            return
         await self.api(scope, receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan protocol: start the node, then stop it at shutdown. A failure is
+        reported to the server (``...failed``), then raised for the server to end with."""
+        await receive()  # lifespan.startup
+        try:
+            await self.node.start()
+        except Exception as exc:
+            if isinstance(exc, StructuredError):
+                self.startup_error = exc
+            await send({"type": "lifespan.startup.failed", "message": _failure(exc)})
+            raise
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await self.node.stop()
+        except Exception as exc:
+            await send({"type": "lifespan.shutdown.failed", "message": _failure(exc)})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def _failure(exc: Exception) -> str:
+    """Our errors say what is wrong and how to fix it; anything else is a bug: its traceback."""
+    if isinstance(exc, StructuredError):
+        return f"the node cannot start: {exc.message}"
+    return traceback.format_exc()
 
 
 def create_app(node: Node | Settings | None = None) -> KvdbApp:
@@ -69,20 +103,10 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     registry.register(BusCollector(node))
     registry.register(PipelineCollector(node))
     registry.register(SyncCollector(node))
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await node.start()
-        try:
-            yield
-        finally:
-            await node.stop()
-
     api = FastAPI(
         title="kvdb",
         summary="A key-value database whose every committed write is a durable change event",
         version="0.1.0",
-        lifespan=lifespan,
         docs_url=None,  # served from the package by routers/docs.py, so they work offline
         redoc_url=None,
     )
@@ -160,43 +184,27 @@ def _stream_summary(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def _install_error_handlers(api: FastAPI) -> None:
-    def respond(exc: Exception) -> Response:
-        status, body, headers = error_response_parts(exc)
-        return Response(body, status_code=status, media_type="application/json", headers=headers)
+    """One handler for every error: the framework's own become ours (a request that does not
+    validate, a path with no route), then ``error_response_parts`` decides the response."""
 
     async def on_error(request: Request, exc: Exception) -> Response:
-        return respond(exc)
+        status, body, headers = error_response_parts(_from_framework(request, exc))
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
 
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        return Response(error_body("bad_request", problems), 400, media_type="application/json")
+    for kind in (StructuredError, RequestValidationError, StarletteHTTPException):
+        api.add_exception_handler(kind, on_error)
 
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = (
-            f"no route for {request.method} {request.url.path}"
-            if code == "not_found"
-            else str(exc.detail)
-        )
-        return Response(
-            error_body(code, message),
-            exc.status_code,
-            media_type="application/json",
-            headers=exc.headers,
-        )
 
-    api.add_exception_handler(ApiError, on_error)
-    api.add_exception_handler(KvdbError, on_error)
-    api.add_exception_handler(ChangeStreamError, on_error)
-    api.add_exception_handler(EventBusError, on_error)
-    api.add_exception_handler(ComputeError, on_error)
-    api.add_exception_handler(SyncError, on_error)
-    api.add_exception_handler(RequestValidationError, on_validation)
-    api.add_exception_handler(StarletteHTTPException, on_http)
+def _from_framework(request: Request, exc: Exception) -> Exception:
+    if isinstance(exc, RequestValidationError):
+        return BadRequest("; ".join(describe_validation_errors(exc.errors())))
+    if isinstance(exc, StarletteHTTPException):
+        allow = (exc.headers or {}).get("Allow")
+        if exc.status_code == 404:
+            return NotFound(f"no route for {request.method} {request.url.path}")
+        if exc.status_code == 405 and allow is not None:
+            return MethodNotAllowed(str(exc.detail), allow=allow)
+    return exc
 
 
 def _openapi_with_kv_paths(api: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -17,6 +17,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from kvdb.store import MAX_SCAN_LIMIT
+
 from ..node import Node
 from .auth import Role, TokenAuth
 from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
@@ -43,7 +45,6 @@ Send = Callable[[Message], Awaitable[None]]
 JSON = b"application/json"
 OCTETS = b"application/octet-stream"
 MSGPACK_TYPES = (b"application/msgpack", b"application/x-msgpack", b"application/vnd.msgpack")
-MAX_SCAN_LIMIT = 10_000
 _ALLOWED = {"/kv": "GET", "/kv/": "GET", "/kv/_batch": "POST"}
 _KEY_METHODS = "GET, HEAD, PUT, DELETE"
 

@@ -7,9 +7,12 @@ import functools
 import gc
 import ipaddress
 import logging
+import socket
 from typing import Any
 
 import uvicorn
+
+from kvdb import KvdbError
 
 from ..errors import ConfigError
 from ..node import Node
@@ -56,34 +59,56 @@ def uvicorn_config(app: KvdbApp, **options: Any) -> uvicorn.Config:
 
 
 async def run_server(settings: Settings) -> None:
-    """Open the node (so start-up errors are reported plainly), then serve until stopped."""
+    """Serve a node until stopped. The app's lifespan starts and stops the node; if it cannot
+    start, the reason is raised here, without a traceback, for the command to report: a
+    ``ConfigError``, a ``kvdb`` storage error (such as ``DataDirLocked``), or any other error
+    of ours as a ``ConfigError`` naming the settings."""
     check_protected_mode(settings.server)
     logging.basicConfig(
         level=settings.server.log_level.upper(), format="%(levelname)-8s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # replication's requests, one a line
-    node = Node(settings)
-    await node.start()
+    app = create_app(Node(settings))
+    config = uvicorn_config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        access_log=settings.server.access_log,
+        log_level=settings.server.log_level,
+    )
     try:
-        config = uvicorn_config(
-            create_app(node),
-            host=settings.server.host,
-            port=settings.server.port,
-            access_log=settings.server.access_log,
-            log_level=settings.server.log_level,
-        )
-        server = uvicorn.Server(config)
+        await _NodeServer(config, app).serve()
+    except SystemExit:
+        error = app.startup_error
+        if error is None:
+            raise
+        if isinstance(error, ConfigError | KvdbError):
+            raise error from None
+        where = settings.source or "settings"
+        raise ConfigError(f"{where}: {error.message}") from error
+
+
+class _NodeServer(uvicorn.Server):
+    """uvicorn, which once the app has started the node tunes the collector and says where
+    the node serves."""
+
+    def __init__(self, config: uvicorn.Config, app: KvdbApp) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
         _tune_garbage_collector()
+        settings = self.app.node.settings
+        sockets = [sock for server in self.servers for sock in server.sockets or ()]
+        port = sockets[0].getsockname()[1] if sockets else settings.server.port  # port 0: chosen
         log.info(
             "kvdb node %s serving %s on http://%s:%d",
-            node.store.node_id,
+            self.app.node.store.node_id,
             settings.node.data_dir,
             settings.server.host,
-            settings.server.port,
+            port,
         )
-        await server.serve()
-    finally:
-        await node.stop()
 
 
 def _tune_garbage_collector() -> None:

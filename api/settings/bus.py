@@ -34,7 +34,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic import ValidationError as PydanticValidationError
 
 from changestream import ChangeStreamError, compile_pattern, parse_event_types
 from eventbus import (
@@ -52,7 +51,7 @@ from eventbus import (
 from eventbus.config import check_name
 from eventbus.webhook import check_webhook_url
 
-from .base import Section
+from .base import Section, defaults_of
 from .units import Duration
 
 __all__ = [
@@ -61,8 +60,10 @@ __all__ = [
     "RouteSettings",
     "bus_declarations",
     "bus_setup",
-    "describe_validation_error",
 ]
+
+_RETRY = defaults_of(RetryPolicy)
+_AGGREGATION = defaults_of(AggregationSpec)
 
 
 def _bus_error(check: Callable[[], Any]) -> Any:
@@ -113,10 +114,10 @@ def _unique(kind: str, name: str, counts: Callable[[_Declared], collections.Coun
 
 
 class RetrySettings(Section):
-    max_attempts: int = Field(5, ge=1)
-    initial_delay: Duration = Field(100, ge=0)
-    max_delay: Duration = Field(30_000, ge=0)
-    jitter: float = Field(0.5, ge=0, le=1)
+    max_attempts: int = Field(_RETRY["max_attempts"], ge=1)
+    initial_delay: Duration = Field(_RETRY["initial_delay_ms"], ge=0)
+    max_delay: Duration = Field(_RETRY["max_delay_ms"], ge=0)
+    jitter: float = Field(_RETRY["jitter"], ge=0, le=1)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -137,7 +138,7 @@ class RetrySettings(Section):
 
 class WebhookSettings(Section):
     url: str
-    timeout: Duration = Field(5000, ge=1)
+    timeout: Duration = Field(defaults_of(WebhookTarget)["timeout_ms"], ge=1)
     headers: dict[str, str] = {}
 
     @field_validator("url")
@@ -277,10 +278,10 @@ class AggregationSettings(Section):
 
     name: str
     window: Duration = Field(ge=1)
-    key_patterns: tuple[str, ...] = Field((".*",), min_length=1)
+    key_patterns: tuple[str, ...] = Field(_AGGREGATION["key_patterns"], min_length=1)
     event_types: tuple[str, ...] = ()
     sum_fields: tuple[str, ...] = ()
-    keep: int = Field(60, ge=1)
+    keep: int = Field(_AGGREGATION["keep_windows"], ge=1)
 
     _check_patterns = field_validator("key_patterns")(_patterns)
     _check_types = field_validator("event_types")(_types)
@@ -327,15 +328,3 @@ def bus_setup(
         routes=tuple(r.event_route() for r in routes),
         aggregations=tuple(a.aggregation_spec() for a in aggregations),
     )
-
-
-def describe_validation_error(exc: PydanticValidationError) -> str:
-    """``field.path: problem`` lines, for HTTP bodies validated with these models."""
-    problems = []
-    for error in exc.errors():
-        path = ".".join(str(part) for part in error["loc"]) or "(body)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        problems.append(f"{path}: {message}")
-    return "; ".join(problems)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import ConfigError
+from .problems import describe_validation_errors
 from .root import DEFAULTS_SOURCE, Settings
 
 __all__ = ["load_settings"]
@@ -63,25 +64,19 @@ def _validate(data: dict[str, Any], source: str, lines: dict[tuple[Any, ...], in
         context = {"node_id": node.get("id") if isinstance(node, dict) else None}
         settings = Settings.model_validate({**data, "source": source}, context=context)
     except PydanticValidationError as exc:
-        raise ConfigError(_describe(exc, source, lines)) from exc
+        problems = describe_validation_errors(
+            exc.errors(),
+            where=lambda loc: _where(source, lines, loc),
+            unknown_field="unknown field; check the spelling against config/kvdb.yaml",
+        )
+        raise ConfigError("\n".join(problems)) from exc
     settings._lines = lines
     return settings
 
 
-def _describe(exc: PydanticValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> str:
-    problems = []
-    for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
-        path = ".".join(str(part) for part in loc) or "(top level)"
-        line = _nearest_line(lines, loc)
-        where = f"{source}:{line}" if line else source
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field; check the spelling against config/kvdb.yaml"
-        elif "input" in error and error["type"] not in ("missing", "value_error"):
-            message = f"{message}, got {error['input']!r}"
-        problems.append(f"{where}: {path}: {message}")
-    return "\n".join(problems)
+def _where(source: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+    line = _nearest_line(lines, loc)
+    return f"{source}:{line}" if line else source
 
 
 def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:

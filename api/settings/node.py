@@ -8,38 +8,43 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 
 from kvdb import Durability, Limits, RetentionPolicy, StoreConfig
-from kvdb.config import GiB, MiB
+from kvdb.config import MiB
+from sync import DEFAULT_MAX_CLOCK_SKEW_MS
 
-from .base import Section, empty_is_none
+from .base import Section, defaults_of, empty_is_none
 from .units import Duration, Size
 
 __all__ = ["LimitSettings", "NodeSettings", "RetentionSettings"]
 
+_LIMITS = defaults_of(Limits)
+_RETENTION = defaults_of(RetentionPolicy)
+_STORE = defaults_of(StoreConfig)
+
 
 class LimitSettings(Section):
-    max_value_size: Size = Field(16 * MiB, ge=1, lt=2**32 - 1)
-    max_batch_ops: int = Field(10_000, ge=1)
-    max_batch_size: Size = Field(64 * MiB, ge=1)
+    max_value_size: Size = Field(_LIMITS["max_value_bytes"], ge=1, lt=2**32 - 1)
+    max_batch_ops: int = Field(_LIMITS["max_batch_ops"], ge=1)
+    max_batch_size: Size = Field(_LIMITS["max_batch_bytes"], ge=1)
 
 
 class RetentionSettings(Section):
-    max_events: int | None = Field(1_000_000, ge=0)
-    max_age: Duration | None = Field(7 * 86_400_000, ge=0)
-    hard_max_events: int | None = Field(50_000_000, ge=0)
-    compaction_interval: Duration = Field(10_000, ge=1)
+    max_events: int | None = Field(_RETENTION["max_events"], ge=0)
+    max_age: Duration | None = Field(_RETENTION["max_age_ms"], ge=0)
+    hard_max_events: int | None = Field(_RETENTION["hard_max_events"], ge=0)
+    compaction_interval: Duration = Field(_RETENTION["compaction_interval_ms"], ge=1)
 
 
 class NodeSettings(Section):
     id: Annotated[str | None, BeforeValidator(empty_is_none)] = Field(
         None, min_length=1, max_length=64
     )
-    data_dir: Path = Path("kvdb-data")
-    durability: Durability = Durability.FULL
-    map_size: Size = Field(1 * GiB, ge=1 * MiB)
-    max_map_size: Annotated[Size | None, BeforeValidator(empty_is_none)] = None
-    flush_interval: Duration = Field(1000, ge=1)
-    tombstone_grace: Duration = Field(86_400_000, ge=0)
-    max_clock_skew: Duration = Field(5000, ge=0)  # replication batches further ahead: refused
+    data_dir: Path = _STORE["data_dir"]
+    durability: Durability = _STORE["durability"]
+    map_size: Size = Field(_STORE["map_size"], ge=1 * MiB)
+    max_map_size: Annotated[Size | None, BeforeValidator(empty_is_none)] = _STORE["max_map_size"]
+    flush_interval: Duration = Field(_STORE["flush_interval_ms"], ge=1)
+    tombstone_grace: Duration = Field(_STORE["tombstone_grace_ms"], ge=0)
+    max_clock_skew: Duration = Field(DEFAULT_MAX_CLOCK_SKEW_MS, ge=0)  # further ahead: refused
     limits: LimitSettings = LimitSettings()
     retention: RetentionSettings = RetentionSettings()
 

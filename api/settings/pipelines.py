@@ -23,14 +23,12 @@ deleted or pruned. A script may not DROP: leave the object out instead.
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from changestream import OwnershipConflict
+from changestream import OwnershipConflict, resolve_import_path
 from compute import (
     ComputeError,
     PipelineDeclaration,
@@ -43,8 +41,6 @@ from compute.sql import parse_script
 from ..errors import ConfigError
 
 __all__ = ["DeclaredPipelines", "PipelineSettings", "rebuild_pipeline"]
-
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 class PipelineSettings(BaseModel):
@@ -60,7 +56,7 @@ class PipelineSettings(BaseModel):
     @classmethod
     def _importable(cls, path: str | None) -> str | None:
         if path is not None:
-            resolve_builder(path)
+            resolve_import_path(path)
         return path
 
     @field_validator("sql")
@@ -96,21 +92,6 @@ class PipelineSettings(BaseModel):
         return f"function {self.function}" if self.function else "sql"
 
 
-def resolve_builder(path: str) -> Callable[..., Any]:
-    """The function at ``package.module:name``; ValueError saying what is wrong."""
-    if not _IMPORT_PATH.match(path):
-        raise ValueError(f"expected an import path package.module:function, got {path!r}")
-    module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
-    builder = getattr(module, attribute, None)
-    if not callable(builder):
-        raise ValueError(f"module {module_name!r} has no function {attribute!r}")
-    return builder  # type: ignore[no-any-return]
-
-
 def build_pipeline(entry: PipelineSettings) -> StreamPipeline:
     assert entry.function is not None
     try:
@@ -124,7 +105,7 @@ def rebuild_pipeline(builder: Mapping[str, Any]) -> StreamPipeline:
     how the engine builds a declared Python pipeline again after a restart."""
     function = builder.get("function")
     try:
-        make = resolve_builder(str(function))
+        make = resolve_import_path(str(function))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:

@@ -8,9 +8,11 @@ from pydantic import Field, model_validator
 
 from changestream import ChangeStreamError, StreamConfig
 
-from .base import Section
+from .base import Section, defaults_of
 
 __all__ = ["StreamSettings"]
+
+_DEFAULT = defaults_of(StreamConfig)
 
 
 class StreamSettings(Section):
@@ -19,12 +21,12 @@ class StreamSettings(Section):
     name: str
     event_types: tuple[str, ...] = ()
     key_patterns: tuple[str, ...] = ()
-    buffer_size: int = Field(10_000, ge=1)
-    batch_size: int = Field(100, ge=1)
-    batch_timeout_ms: int = Field(100, ge=0)
-    enable_persistence: bool = False
-    start_from: Literal["latest", "earliest"] | Annotated[int, Field(ge=1)] = "latest"
-    on_overflow: Literal["catch_up", "disconnect"] = "catch_up"
+    buffer_size: int = Field(_DEFAULT["buffer_size"], ge=1)
+    batch_size: int = Field(_DEFAULT["batch_size"], ge=1)
+    batch_timeout_ms: int = Field(_DEFAULT["batch_timeout_ms"], ge=0)
+    enable_persistence: bool = _DEFAULT["enable_persistence"]
+    start_from: Literal["latest", "earliest"] | Annotated[int, Field(ge=1)] = _DEFAULT["start_from"]
+    on_overflow: Literal["catch_up", "disconnect"] = _DEFAULT["on_overflow"].value
 
     @model_validator(mode="after")
     def _valid_stream(self) -> StreamSettings:

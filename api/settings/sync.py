@@ -40,10 +40,12 @@ from sync.config import check_endpoint
 from sync.conflicts import load_resolver
 from sync.service import check_overlaps
 
-from .base import Section, empty_is_none
+from .base import Section, defaults_of, empty_is_none
 from .units import Duration
 
 __all__ = ["SyncSettings", "check_sync_section"]
+
+_DEFAULT = defaults_of(SyncConfig)
 
 
 def _sync_error(check: Any) -> Any:
@@ -93,16 +95,16 @@ class SyncSettings(Section):
     name: str
     targets: tuple[TargetSettings, ...] = ()
     source_patterns: tuple[str, ...] = ()
-    forward: Forward = Forward.OWN
-    conflict_policy: ConflictPolicy = ConflictPolicy.LWW
+    forward: Forward = _DEFAULT["forward"]
+    conflict_policy: ConflictPolicy = _DEFAULT["conflict_policy"]
     policies: tuple[PolicySettings, ...] = ()
     resolver: Annotated[str | None, BeforeValidator(empty_is_none)] = None
-    max_retry_count: int = Field(3, ge=1)
-    retry_delay: Duration = Field(1000, ge=1)
-    max_retry_delay: Duration = Field(30_000, ge=1)
-    health_check_interval: Duration = Field(5000, ge=1)
-    request_timeout: Duration = Field(10_000, ge=1)
-    batch_size: int = Field(1000, ge=1, le=10_000)
+    max_retry_count: int = Field(_DEFAULT["max_retry_count"], ge=1)
+    retry_delay: Duration = Field(_DEFAULT["retry_delay_ms"], ge=1)
+    max_retry_delay: Duration = Field(_DEFAULT["max_retry_delay_ms"], ge=1)
+    health_check_interval: Duration = Field(_DEFAULT["health_check_interval_ms"], ge=1)
+    request_timeout: Duration = Field(_DEFAULT["request_timeout_ms"], ge=1)
+    batch_size: int = Field(_DEFAULT["batch_size"], ge=1, le=10_000)
 
     @field_validator("resolver")
     @classmethod

@@ -277,69 +277,82 @@ class _Plan:
         return [self._action(statement) for statement in statements]
 
     def _action(self, statement: Statement) -> Apply:
-        engine, node = self.engine, statement.node
-        kind, name = statement.kind, statement.name
-        if kind == "CREATE STREAM":
-            assert name is not None
-            definition = define_stream(statement, self.script)
-            existing = self.streams.get(name)
-            action = "created"
-            if existing is not None:
-                if node.args.get("exists") or (self.declared and existing.sql == definition.sql):
-                    return _done(
-                        StatementResult(kind, name, "skipped" if not self.declared else "unchanged")
-                    )
-                if not (node.args.get("replace") or self.declared):
-                    raise SqlStreamExists(name)
-                users = sorted(p for p, used in self.readers.items() if name in used)
-                if users:
-                    raise StreamInUse(name, users)
-                action = "replaced"
-            self.streams[name] = definition
-            return lambda: engine._create_stream(definition, action)
-        if kind == "CREATE PIPELINE":
-            assert name is not None
-            planned = plan_pipeline(statement, self.streams, self.script)
-            action = "created"
-            if name in self.pipelines:
-                current = engine.pipelines.get(name)
-                if node.args.get("exists"):
-                    return _done(StatementResult(kind, name, "skipped"))
-                if self.declared and current is not None and current.sql == planned.sql:
-                    return _done(StatementResult(kind, name, "unchanged"))
-                if not (node.args.get("replace") or self.declared):
-                    raise PipelineExists(name)
-                action = "replaced"
-            elif engine.compute.has_state(name) and not (node.args.get("replace") or self.declared):
-                stored = engine.compute.stored_fingerprint(name)
-                if stored is not None and stored != planned.pipeline.fingerprint():
-                    raise IncompatibleState(name)
-            self.pipelines.add(name)
-            self.readers[name] = set(planned.streams)
-            return lambda: engine._create_pipeline(planned, action)
-        if kind == "DROP PIPELINE":
-            assert name is not None
-            if name not in self.pipelines and not engine.compute.has_state(name):
-                if node.args.get("exists"):
-                    return _done(StatementResult(kind, name, "skipped"))
-                raise UnknownPipeline(name)
-            self.pipelines.discard(name)
-            self.readers.pop(name, None)
-            return lambda: engine._drop_pipeline(name)
-        if kind == "DROP STREAM":
-            assert name is not None
-            if name not in self.streams:
-                if node.args.get("exists"):
-                    return _done(StatementResult(kind, name, "skipped"))
-                raise UnknownSqlStream(name)
-            users = sorted(p for p, used in self.readers.items() if name in used)
-            if users:
-                raise StreamInUse(name, users)
-            del self.streams[name]
-            return lambda: engine._drop_stream(name)
-        if kind == "SHOW PIPELINES":
-            return lambda: _now(engine.show_pipelines())
-        return lambda: _now(engine.show_streams())
+        if statement.kind == "SHOW PIPELINES":
+            return lambda: _now(self.engine.show_pipelines())
+        if statement.kind == "SHOW STREAMS":
+            return lambda: _now(self.engine.show_streams())
+        plan = {
+            "CREATE STREAM": self._create_stream,
+            "CREATE PIPELINE": self._create_pipeline,
+            "DROP PIPELINE": self._drop_pipeline,
+            "DROP STREAM": self._drop_stream,
+        }[statement.kind]
+        assert statement.name is not None
+        return plan(statement, statement.name)
+
+    def _create_stream(self, statement: Statement, name: str) -> Apply:
+        node, engine = statement.node, self.engine
+        definition = define_stream(statement, self.script)
+        existing = self.streams.get(name)
+        action = "created"
+        if existing is not None:
+            if node.args.get("exists") or (self.declared and existing.sql == definition.sql):
+                outcome = "skipped" if not self.declared else "unchanged"
+                return _done(StatementResult(statement.kind, name, outcome))
+            if not (node.args.get("replace") or self.declared):
+                raise SqlStreamExists(name)
+            self._check_unread(name)
+            action = "replaced"
+        self.streams[name] = definition
+        return lambda: engine._create_stream(definition, action)
+
+    def _create_pipeline(self, statement: Statement, name: str) -> Apply:
+        node, engine = statement.node, self.engine
+        planned = plan_pipeline(statement, self.streams, self.script)
+        replacing = node.args.get("replace") or self.declared
+        action = "created"
+        if name in self.pipelines:
+            current = engine.pipelines.get(name)
+            if node.args.get("exists"):
+                return _done(StatementResult(statement.kind, name, "skipped"))
+            if self.declared and current is not None and current.sql == planned.sql:
+                return _done(StatementResult(statement.kind, name, "unchanged"))
+            if not replacing:
+                raise PipelineExists(name)
+            action = "replaced"
+        elif engine.compute.has_state(name) and not replacing:
+            stored = engine.compute.stored_fingerprint(name)
+            if stored is not None and stored != planned.pipeline.fingerprint():
+                raise IncompatibleState(name)
+        self.pipelines.add(name)
+        self.readers[name] = set(planned.streams)
+        return lambda: engine._create_pipeline(planned, action)
+
+    def _drop_pipeline(self, statement: Statement, name: str) -> Apply:
+        engine = self.engine
+        if name not in self.pipelines and not engine.compute.has_state(name):
+            if statement.node.args.get("exists"):
+                return _done(StatementResult(statement.kind, name, "skipped"))
+            raise UnknownPipeline(name)
+        self.pipelines.discard(name)
+        self.readers.pop(name, None)
+        return lambda: engine._drop_pipeline(name)
+
+    def _drop_stream(self, statement: Statement, name: str) -> Apply:
+        engine = self.engine
+        if name not in self.streams:
+            if statement.node.args.get("exists"):
+                return _done(StatementResult(statement.kind, name, "skipped"))
+            raise UnknownSqlStream(name)
+        self._check_unread(name)
+        del self.streams[name]
+        return lambda: engine._drop_stream(name)
+
+    def _check_unread(self, stream: str) -> None:
+        """A stream may be replaced or dropped only while no pipeline reads it."""
+        users = sorted(p for p, used in self.readers.items() if stream in used)
+        if users:
+            raise StreamInUse(stream, users)
 
 
 def _done(result: StatementResult) -> Apply:

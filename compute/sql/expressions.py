@@ -120,6 +120,21 @@ def _compile(node: exp.Expr, scope: Scope) -> Compiled:
         return _compile(node.this, scope)
     if isinstance(node, exp.AggFunc):
         return _aggregate_slot(node, scope)
+    for compile_kind in (_value, _operation, _function):
+        compiled = compile_kind(node, scope)
+        if compiled is not None:
+            return compiled
+    name = node.sql_name() if isinstance(node, exp.Func) else node.key.upper()
+    raise UnsupportedSql(
+        f"{name}",
+        "expressions may use columns, literals, arithmetic, comparisons, AND/OR/NOT, IS NULL, "
+        "IN, BETWEEN, LIKE, CAST, COALESCE, LOWER, UPPER, CHAR_LENGTH and ABS",
+        *position_of(node, scope.sql),
+    )
+
+
+def _value(node: exp.Expr, scope: Scope) -> Compiled | None:
+    """A column or a literal; None if ``node`` is neither."""
     if isinstance(node, exp.Column):
         key, kind = scope.resolve(node)
         return Compiled(operator.itemgetter(key), kind)
@@ -134,8 +149,12 @@ def _compile(node: exp.Expr, scope: Scope) -> Compiled:
         return _const(None, "NULL")
     if isinstance(node, exp.Interval):
         return _const(interval_ms(node, scope.fail), "INTERVAL")
-    if isinstance(node, exp.Cast):
-        return _cast(node, scope)
+    return None
+
+
+def _operation(node: exp.Expr, scope: Scope) -> Compiled | None:
+    """An operator (arithmetic, comparison, logic, IS NULL, IN, BETWEEN, LIKE); None if
+    ``node`` is none of them."""
     if isinstance(node, exp.Neg):
         inner = _compile(node.this, scope)
         return _unary(inner, operator.neg, inner.type)
@@ -146,61 +165,75 @@ def _compile(node: exp.Expr, scope: Scope) -> Compiled:
     if isinstance(node, exp.And | exp.Or):
         return _logical(node, scope)
     if isinstance(node, exp.Not):
-        inner = _compile(node.this, scope)
-        fn = inner.fn
+        fn = _compile(node.this, scope).fn
         return Compiled(lambda row: None if (v := fn(row)) is None else not v, "BOOLEAN")
     if isinstance(node, exp.Is):
-        if not isinstance(node.expression, exp.Null):
-            raise UnsupportedSql(
-                "IS with anything but NULL", "use = or IS NULL", *position_of(node, scope.sql)
-            )
-        fn = _compile(node.this, scope).fn
-        return Compiled(lambda row: fn(row) is None, "BOOLEAN")
+        return _is_null(node, scope)
     if isinstance(node, exp.In):
         return _in(node, scope)
     if isinstance(node, exp.Between):
-        value = _compile(node.this, scope)
-        low = _coerce(_compile(node.args["low"], scope), value)
-        high = _coerce(_compile(node.args["high"], scope), value)
-        v, lo, hi = value.fn, low.fn, high.fn
-
-        def between(row: Row) -> Any:
-            x, a, b = v(row), lo(row), hi(row)
-            return None if x is None or a is None or b is None else a <= x <= b
-
-        return Compiled(between, "BOOLEAN")
+        return _between(node, scope)
     if isinstance(node, exp.Like | exp.ILike):
         return _like(node, scope)
+    return None
+
+
+_SCALAR_FUNCTIONS: dict[type, tuple[Callable[[Any], Any], str | None]] = {
+    exp.Lower: (str.lower, "STRING"),
+    exp.Upper: (str.upper, "STRING"),
+    exp.Length: (len, "BIGINT"),
+    exp.Abs: (abs, None),  # None: the type of the argument
+}
+
+
+def _function(node: exp.Expr, scope: Scope) -> Compiled | None:
+    """CAST, COALESCE or a scalar function of one argument; None if ``node`` is none of them."""
+    if isinstance(node, exp.Cast):
+        return _cast(node, scope)
     if isinstance(node, exp.Coalesce):
-        parts = [_compile(part, scope) for part in [node.this, *node.expressions]]
-        fns = [part.fn for part in parts]
-
-        def coalesce(row: Row) -> Any:
-            for fn in fns:
-                value = fn(row)
-                if value is not None:
-                    return value
-            return None
-
-        kinds = {part.type for part in parts} - {"NULL"}
-        return Compiled(coalesce, kinds.pop() if len(kinds) == 1 else "ANY")
-    functions: dict[type, tuple[Callable[[Any], Any], str | None]] = {
-        exp.Lower: (str.lower, "STRING"),
-        exp.Upper: (str.upper, "STRING"),
-        exp.Length: (len, "BIGINT"),
-        exp.Abs: (abs, None),
-    }
-    for node_type, (function, result) in functions.items():
+        return _coalesce(node, scope)
+    for node_type, (function, result) in _SCALAR_FUNCTIONS.items():
         if isinstance(node, node_type):
             inner = _compile(node.this, scope)
             return _unary(inner, function, result or inner.type)
-    name = node.sql_name() if isinstance(node, exp.Func) else node.key.upper()
-    raise UnsupportedSql(
-        f"{name}",
-        "expressions may use columns, literals, arithmetic, comparisons, AND/OR/NOT, IS NULL, "
-        "IN, BETWEEN, LIKE, CAST, COALESCE, LOWER, UPPER, CHAR_LENGTH and ABS",
-        *position_of(node, scope.sql),
-    )
+    return None
+
+
+def _is_null(node: exp.Is, scope: Scope) -> Compiled:
+    if not isinstance(node.expression, exp.Null):
+        raise UnsupportedSql(
+            "IS with anything but NULL", "use = or IS NULL", *position_of(node, scope.sql)
+        )
+    fn = _compile(node.this, scope).fn
+    return Compiled(lambda row: fn(row) is None, "BOOLEAN")
+
+
+def _between(node: exp.Between, scope: Scope) -> Compiled:
+    value = _compile(node.this, scope)
+    low = _coerce(_compile(node.args["low"], scope), value)
+    high = _coerce(_compile(node.args["high"], scope), value)
+    v, lo, hi = value.fn, low.fn, high.fn
+
+    def between(row: Row) -> Any:
+        x, a, b = v(row), lo(row), hi(row)
+        return None if x is None or a is None or b is None else a <= x <= b
+
+    return Compiled(between, "BOOLEAN")
+
+
+def _coalesce(node: exp.Coalesce, scope: Scope) -> Compiled:
+    parts = [_compile(part, scope) for part in [node.this, *node.expressions]]
+    fns = [part.fn for part in parts]
+
+    def coalesce(row: Row) -> Any:
+        for fn in fns:
+            value = fn(row)
+            if value is not None:
+                return value
+        return None
+
+    kinds = {part.type for part in parts} - {"NULL"}
+    return Compiled(coalesce, kinds.pop() if len(kinds) == 1 else "ANY")
 
 
 def _aggregate_slot(node: exp.Expr, scope: Scope) -> Compiled:
@@ -317,30 +350,21 @@ def _comparison(node: exp.Expr, scope: Scope) -> Compiled:
 
 
 def _logical(node: exp.Expr, scope: Scope) -> Compiled:
+    """AND / OR in three-valued logic: one operand that decides (FALSE for AND, TRUE for OR)
+    decides, whatever the other; otherwise a NULL operand makes the result NULL."""
     lf, rf = _compile(node.this, scope).fn, _compile(node.expression, scope).fn
-    if isinstance(node, exp.And):
+    decides = not isinstance(node, exp.And)
 
-        def conjunction(row: Row) -> Any:
-            a = lf(row)
-            if a is False:
-                return False
-            b = rf(row)
-            if b is False:
-                return False
-            return None if a is None or b is None else True
-
-        return Compiled(conjunction, "BOOLEAN")
-
-    def disjunction(row: Row) -> Any:
+    def logical(row: Row) -> Any:
         a = lf(row)
-        if a is True:
-            return True
+        if a is decides:
+            return decides
         b = rf(row)
-        if b is True:
-            return True
-        return None if a is None or b is None else False
+        if b is decides:
+            return decides
+        return None if a is None or b is None else not decides
 
-    return Compiled(disjunction, "BOOLEAN")
+    return Compiled(logical, "BOOLEAN")
 
 
 def _in(node: exp.In, scope: Scope) -> Compiled:

@@ -33,7 +33,7 @@ from .dialect import CreatePipeline
 from .expressions import Scope, compile_expression, interval_ms
 from .join_planner import plan_window_join
 from .parser import Statement, position_of
-from .window_functions import WINDOW_COLUMNS, read_window_call
+from .window_functions import WINDOW_COLUMNS, WindowCall, read_window_call
 
 __all__ = ["Aggregation", "PlannedPipeline", "Planner", "plan_pipeline"]
 
@@ -157,15 +157,10 @@ class Planner:
         group_order: list[str] | None = None,
         side: bool = False,
     ) -> Aggregation:
+        """The pipeline of one windowed aggregation: source (the columns it reads) -> filter
+        (WHERE) -> key_by (GROUP BY) -> window -> aggregate (the SELECT list per row)."""
         self.reject_clauses(select)
-        source = select.args.get("from_")
-        if source is None:
-            raise self.fail(
-                "a pipeline reads FROM a window function, e.g. FROM TABLE(TUMBLE(TABLE s, "
-                "DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
-                select,
-            )
-        call = read_window_call(source.this, self.streams, self.sql)
+        call = self._window_call(select)
         stream, time_column, spec, alias = call.stream, call.time_column, call.spec, call.alias
         self.used_streams.append(stream.name)
         row_columns: dict[str, tuple[str, str]] = {}
@@ -173,28 +168,57 @@ class Planner:
             for name in (column, f"{alias}.{column}", f"{stream.name}.{column}"):
                 row_columns[name] = (column, kind)
         used: set[str] = {time_column}
-
-        # WHERE
-        where = select.args.get("where")
-        predicate = None
-        if where is not None:
-            hint = (
-                " (window_start and window_end exist only after windowing: filter on the time "
-                "column)"
-            )
-            scope = Scope(row_columns, self.sql, context="in WHERE", used=used, hint=hint)
-            compiled = compile_expression(where.this, scope)
-            if compiled.type not in ("BOOLEAN", "NULL", "ANY"):
-                raise self.fail(f"WHERE needs a condition, not a {compiled.type}", where)
-            predicate = compiled.fn
-
-        # GROUP BY
+        predicate = self._where(select, row_columns, used)
         group_columns = self._group_columns(select, alias, stream, spec, call.partition)
         if group_order is not None:
             group_columns = group_order
         used.update(group_columns)
+        slots, aggregates = self._aggregates(select, row_columns, used)
+        outputs, described = self._select_list(select, stream, alias, group_columns, slots)
 
-        # aggregates, then the SELECT list over them
+        aggregate_set = AggregateSet(aggregates)
+        row = _row_builder(group_columns, aggregate_set, outputs, side=side)
+        columns = [Column(name, RESULT_TYPES.get(kind, "any")) for name, kind, _ in described]
+        pipeline = self._source(label, stream, time_column, used)
+        if predicate is not None:
+            check = predicate
+            pipeline = pipeline.filter(lambda row: check(row) is True, name="where")
+        if group_columns:
+            pipeline = pipeline.key_by(_group_key(group_columns), name="group_by", column="$group")
+        pipeline = pipeline.window(spec, name="window")
+        pipeline = pipeline.aggregate_rows(aggregate_set, row=row, columns=columns, name="select")
+        return Aggregation(pipeline, spec, stream, group_columns, described)
+
+    def _window_call(self, select: exp.Select) -> WindowCall:
+        source = select.args.get("from_")
+        if source is None:
+            raise self.fail(
+                "a pipeline reads FROM a window function, e.g. FROM TABLE(TUMBLE(TABLE s, "
+                "DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
+                select,
+            )
+        return read_window_call(source.this, self.streams, self.sql)
+
+    def _where(
+        self, select: exp.Select, row_columns: dict[str, tuple[str, str]], used: set[str]
+    ) -> Callable[[dict[str, Any]], Any] | None:
+        where = select.args.get("where")
+        if where is None:
+            return None
+        hint = (
+            " (window_start and window_end exist only after windowing: filter on the time column)"
+        )
+        scope = Scope(row_columns, self.sql, context="in WHERE", used=used, hint=hint)
+        compiled = compile_expression(where.this, scope)
+        if compiled.type not in ("BOOLEAN", "NULL", "ANY"):
+            raise self.fail(f"WHERE needs a condition, not a {compiled.type}", where)
+        return compiled.fn
+
+    def _aggregates(
+        self, select: exp.Select, row_columns: dict[str, tuple[str, str]], used: set[str]
+    ) -> tuple[dict[str, tuple[str, str]], dict[str, Aggregate]]:
+        """The aggregate calls of the SELECT list: their slots (SQL text -> key, type) and
+        the aggregates computing them (COUNT(*) when there is none)."""
         row_scope = Scope(row_columns, self.sql, context="in an aggregate's argument", used=used)
         slots: dict[str, tuple[str, str]] = {}
         aggregates: dict[str, Aggregate] = {}
@@ -203,6 +227,18 @@ class Planner:
                 self._aggregate(call, row_scope, slots, aggregates)
         if not aggregates:
             aggregates["$count"] = Count()
+        return slots, aggregates
+
+    def _select_list(
+        self,
+        select: exp.Select,
+        stream: StreamDefinition,
+        alias: str,
+        group_columns: list[str],
+        slots: dict[str, tuple[str, str]],
+    ) -> tuple[list[tuple[str, Callable[[dict[str, Any]], Any]]], list[tuple[str, str, str]]]:
+        """The SELECT list over the window, the group columns and the aggregates' slots:
+        ``(name, function of the row)`` and ``(name, SQL type, origin)`` per column."""
         env_columns: dict[str, tuple[str, str]] = {
             name: (name, "TIMESTAMP") for name in WINDOW_COLUMNS
         }
@@ -238,12 +274,14 @@ class Planner:
                 key = out_scope.resolve(expression)[0]
                 origin = key if key in WINDOW_COLUMNS else f"group:{key}"
             described.append((name, compiled.type, origin))
+        return outputs, described
 
-        aggregate_set = AggregateSet(aggregates)
-        row = _row_builder(group_columns, aggregate_set, outputs, side=side)
-        columns = [Column(name, RESULT_TYPES.get(kind, "any")) for name, kind, _ in described]
+    def _source(
+        self, label: str, stream: StreamDefinition, time_column: str, used: set[str]
+    ) -> StreamPipeline:
+        """The pipeline's start: the stream's events, decoded into the ``used`` columns."""
         time_ooo = stream.out_of_orderness if stream.watermark_column == time_column else 0
-        pipeline = StreamPipeline(
+        return StreamPipeline(
             label,
             [stream.key_pattern],
             decode=stream.decoder(used),
@@ -255,14 +293,6 @@ class Planner:
             version=self._version(),
             **({"retention": self.options["retention"]} if "retention" in self.options else {}),
         )
-        if predicate is not None:
-            check = predicate
-            pipeline = pipeline.filter(lambda row: check(row) is True, name="where")
-        if group_columns:
-            pipeline = pipeline.key_by(_group_key(group_columns), name="group_by", column="$group")
-        pipeline = pipeline.window(spec, name="window")
-        pipeline = pipeline.aggregate_rows(aggregate_set, row=row, columns=columns, name="select")
-        return Aggregation(pipeline, spec, stream, group_columns, described)
 
     def _group_columns(
         self,

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from api import Settings, create_app, load_settings
 from api.server.run import uvicorn_config
+from tests.conftest import eventually_sync
 
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
@@ -44,13 +45,15 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the test server failed to start")
-            threading.Event().wait(0.01)
+        eventually_sync(self._started, timeout=30, interval=0.01)
         (sock,) = self.server.servers[0].sockets
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         return self
+
+    def _started(self) -> bool:
+        if not self.thread.is_alive():
+            raise RuntimeError("the test server failed to start")
+        return bool(self.server.started)
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

@@ -4,7 +4,6 @@ roles, and the bus in /stats and /metrics."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,17 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app, load_settings
+from tests.conftest import eventually_sync
 from tests.eventbus import sample_handlers
 
 READ, ADMIN = "r" * 20, "a" * 20
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the condition")
-        time.sleep(0.005)
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:
@@ -44,7 +36,7 @@ def test_handlers_and_routes_crud_and_delivery(client: TestClient, tmp_path: Pat
     client.put("/kv/users/1", content=b"ada")
     client.put("/kv/orders/1", content=b"x")
     client.delete("/kv/users/1")
-    wait_for(lambda: len(log_lines(audit)) == 2)
+    eventually_sync(lambda: len(log_lines(audit)) == 2)
     assert [(e["type"], e["key"]) for e in log_lines(audit)] == [
         ("INSERT", "users/1"),
         ("DELETE", "users/1"),
@@ -150,7 +142,7 @@ def test_dead_letters_inspect_redrive_purge(client: TestClient) -> None:
     client.post("/bus/routes", json={"name": "all", "handler_names": ["fragile"]})
     for key in ("ok1", "bad1", "ok2", "bad2"):
         client.put(f"/kv/{key}", content=b"v")
-    wait_for(lambda: client.get("/bus/dead-letters").json()["counts"] == {"fragile": 2})
+    eventually_sync(lambda: client.get("/bus/dead-letters").json()["counts"] == {"fragile": 2})
 
     page = client.get("/bus/dead-letters?limit=1").json()
     assert [d["id"] for d in page["dead_letters"]] == ["fragile/2"] and page["next"] == "fragile/2"
@@ -223,13 +215,15 @@ aggregations:
     with TestClient(create_app(settings)) as client:
         client.put("/kv/orders/1", content=b'{"total": 5}')
         client.put("/kv/orders/2", content=b'{"total": 7}')
-        wait_for(lambda: client.get("/stats").json()["bus"]["handlers"]["audit"]["delivered"] == 2)
+        eventually_sync(
+            lambda: client.get("/stats").json()["bus"]["handlers"]["audit"]["delivered"] == 2
+        )
 
         def orders_count() -> int:
             (aggregation,) = client.get("/bus/aggregates").json()["aggregations"]
             return sum(g["count"] for w in aggregation["windows"] for g in w["groups"])
 
-        wait_for(lambda: orders_count() == 2)
+        eventually_sync(lambda: orders_count() == 2)
         (aggregation,) = client.get("/bus/aggregates?name=orders").json()["aggregations"]
         (group,) = aggregation["windows"][0]["groups"]
         assert (group["key_pattern"], group["type"], group["sums"]) == (
@@ -261,9 +255,9 @@ def test_api_definitions_survive_a_restart(
         client.post("/bus/handlers", json={"name": "audit", "log": {"path": str(audit)}})
         client.post("/bus/routes", json={"name": "all", "handler_names": ["audit"]})
         client.put("/kv/a", content=b"1")
-        wait_for(lambda: len(log_lines(audit)) == 1)
+        eventually_sync(lambda: len(log_lines(audit)) == 1)
     with TestClient(create_app(settings)) as client:
         assert client.get("/bus/handlers/audit").json()["source"] == "stored"
         client.put("/kv/b", content=b"2")
-        wait_for(lambda: len(log_lines(audit)) >= 2)
+        eventually_sync(lambda: len(log_lines(audit)) >= 2)
         assert [e["key"] for e in log_lines(audit)][-1] == "b"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from api.cli.sql import StatementSplitter
 from api.client import Client
 from kvdb import Store, StoreConfig
 from tests.api.conftest import LiveServer
+from tests.conftest import eventually_sync
 from tests.eventbus import sample_handlers
 
 Capture = pytest.CaptureFixture[str]
@@ -25,13 +25,6 @@ def run(capsys: Capture, *args: str) -> tuple[int, str, str]:
         status = int(exc.code or 0)
     captured = capsys.readouterr()
     return status, captured.out, captured.err
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_version_and_url_from_the_environment(
@@ -75,7 +68,7 @@ def test_streams_sql_and_pipelines(
     assert "created" in out and "revenue" in out
     with Client(live_server.url) as kv:
         kv.put("bids/1", '{"bidtime": "2020-04-15T08:05:00Z", "price": 4, "supplier": "s1"}')
-        wait_for(lambda: kv.pipeline_results("revenue")["rows"])
+        eventually_sync(lambda: kv.pipeline_results("revenue")["rows"])
     status, out, _ = run(capsys, "pipelines", "results", "revenue", *url)
     assert status == 0 and "s1" in out and "revenue" in out
     status, out, _ = run(capsys, "pipelines", "list", "--json", *url)
@@ -109,7 +102,7 @@ def test_dead_letters_redrive_and_replay(live_server: LiveServer, capsys: Captur
     with Client(live_server.url) as kv:
         for key in ("ok1", "bad1", "bad2"):
             kv.put(key, "v")
-        wait_for(lambda: kv.dead_letters()["counts"] == {"fragile": 2})
+        eventually_sync(lambda: kv.dead_letters()["counts"] == {"fragile": 2})
 
     status, out, _ = run(capsys, "dead-letters", "list", *url)
     assert status == 0 and "fragile/2" in out and "cannot handle bad1" in out

@@ -3,8 +3,7 @@ port: each test drives a page as a person would and saves a screenshot under its
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from api.client import Client
 from tests.api.browser import chromium_context
 from tests.api.conftest import LiveServer, make_settings
+from tests.conftest import eventually_sync
 from tests.eventbus import sample_handlers
 
 pytestmark = pytest.mark.browser
@@ -40,14 +40,6 @@ def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
     yield page
     page.close()
     assert not errors, f"script errors in the console: {errors}"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return result
 
 
 def test_a_written_key_shows_in_the_live_feed(
@@ -132,11 +124,14 @@ def test_a_sql_pipeline_table_updates_live(server: LiveServer, page: Any, tmp_pa
         kv.put("bids/1", '{"bidtime": "2020-04-15T08:05:00Z", "price": 4.0, "supplier": "s1"}')
     card.locator("td:has-text('s1')").wait_for()
     cells = card.locator("tbody tr").first.locator("td")
-    wait_for(lambda: "4" in cells.nth(3).inner_text())
+    eventually_sync(lambda: "4" in cells.nth(3).inner_text(), interval=0.02)
     with Client(server.url) as kv:
         kv.put("bids/2", '{"bidtime": "2020-04-15T08:07:00Z", "price": 6.0, "supplier": "s1"}')
         kv.put("bids/3", '{"bidtime": "2020-04-15T08:15:00Z", "price": 1.5, "supplier": "s2"}')
-    wait_for(lambda: card.locator("tbody tr:has-text('s1') td").nth(3).inner_text() == "10")
+    eventually_sync(
+        lambda: card.locator("tbody tr:has-text('s1') td").nth(3).inner_text() == "10",
+        interval=0.02,
+    )
     assert card.locator("tbody tr:has-text('s1') td").nth(4).inner_text() == "2"
     card.locator("td:has-text('s2')").wait_for()
     assert card.locator("svg.chart rect.bar").count() == 2  # a bar per window
@@ -155,7 +150,7 @@ def test_a_dead_letter_is_redriven(server: LiveServer, page: Any, tmp_path: Path
         )
         kv.put_route("all", {"handler_names": ["fragile"]})
         kv.put("bad/1", "boom")
-        wait_for(lambda: kv.dead_letters()["counts"] == {"fragile": 1})
+        eventually_sync(lambda: kv.dead_letters()["counts"] == {"fragile": 1})
     page.goto(f"{server.url}/ui/#/bus")
     page.wait_for_selector("#dead-letters td:has-text('fragile/1')")
     page.click("#dead-letters tr:has-text('fragile/1')")

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from api import Node, create_app, load_settings
 from api.errors import ConfigError
 from compute import Count, StreamPipeline, Tumbling
 from kvdb import Store
+from tests.conftest import eventually_sync
 
 
 def clicks_per_page() -> StreamPipeline:
@@ -31,15 +31,6 @@ def clicks_per_page() -> StreamPipeline:
         .window(Tumbling(60_000))
         .aggregate(n=Count())
     )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the condition")
-        time.sleep(0.005)
-    return result
 
 
 class NodeFiles:
@@ -193,9 +184,11 @@ def test_dropped_handlers_routes_and_aggregations_are_orphaned_then_pruned(
         route = {"name": "api-route", "handler_names": ["api-made"]}
         assert client.post("/bus/routes", json=route).status_code == 201
         client.put("/kv/k1", content=b"v")
-        wait_for(lambda: audit.exists() and keep.exists() and lines(audit) == ["k1"])
-        wait_for(lambda: counted(aggregates(client)["k-keys"]) == 1)
-        wait_for(lambda: client.get("/bus/handlers/audit").json()["stats"]["checkpoint"] == 1)
+        eventually_sync(lambda: audit.exists() and keep.exists() and lines(audit) == ["k1"])
+        eventually_sync(lambda: counted(aggregates(client)["k-keys"]) == 1)
+        eventually_sync(
+            lambda: client.get("/bus/handlers/audit").json()["stats"]["checkpoint"] == 1
+        )
 
     keep_only = KEEP_ONLY.format(tmp=tmp_path) + AGGREGATIONS  # audit, to-audit, k-keys gone
     files.write(keep_only)
@@ -224,8 +217,8 @@ def test_dropped_handlers_routes_and_aggregations_are_orphaned_then_pruned(
         assert "route 'to-audit' is orphaned" in text
         # the orphans receive and count nothing; the rest goes on
         client.put("/kv/k2", content=b"v")
-        wait_for(lambda: lines(keep) == ["k1", "k2"])
-        wait_for(lambda: counted(aggregates(client)["all-keys"]) == 2)
+        eventually_sync(lambda: lines(keep) == ["k1", "k2"])
+        eventually_sync(lambda: counted(aggregates(client)["all-keys"]) == 2)
         assert lines(audit) == ["k1"] and counted(aggregates(client)["k-keys"]) == 1
         # the file's objects are changed in the file, orphans deleted or declared again
         body = {"name": "keep", "log": {"path": str(keep)}}
@@ -271,7 +264,7 @@ def test_a_dropped_pipeline_is_orphaned_readable_and_pruned(
     view = orjson.dumps({"page": "home", "at": "1970-01-01T00:00:01Z"})
     with files.serve() as client:
         client.put("/kv/clicks/1", content=click)
-        wait_for(lambda: rows(client, "clicks_per_page"))
+        eventually_sync(lambda: rows(client, "clicks_per_page"))
         client.post("/sql", content="CREATE STREAM api_s (a INT) WITH (key_pattern = 'a/.*');")
 
     files.write(PIPELINES)
@@ -290,7 +283,7 @@ def test_a_dropped_pipeline_is_orphaned_readable_and_pruned(
         # it processes nothing more, while the declared one goes on
         client.put("/kv/clicks/2", content=click)
         client.put("/kv/views/1", content=view)
-        wait_for(lambda: rows(client, "views_per_page"))
+        eventually_sync(lambda: rows(client, "views_per_page"))
         assert rows(client, "clicks_per_page")[0]["n"] == 1
         shown = client.post("/sql", content="SHOW PIPELINES").json()["results"][0]["rows"]
         assert {r["name"]: r["status"] for r in shown}["clicks_per_page"] == "orphaned"
@@ -320,8 +313,8 @@ def test_a_start_without_a_file_changes_nothing(tmp_path: Path) -> None:
             ws.send_json({"ack": 1})
             assert ws.receive_json()["type"] == "caught_up"
         client.put("/kv/k1", content=b"v")
-        wait_for(lambda: rows(client, "clicks_per_page"))
-        wait_for(lambda: audit.exists() and lines(audit) == ["k1"])
+        eventually_sync(lambda: rows(client, "clicks_per_page"))
+        eventually_sync(lambda: audit.exists() and lines(audit) == ["k1"])
 
     with files.serve(with_file=False) as client:
         streams = {s["name"]: s for s in client.get("/streams").json()["streams"]}
@@ -337,9 +330,9 @@ def test_a_start_without_a_file_changes_nothing(tmp_path: Path) -> None:
         # and all of it still runs
         client.put("/kv/clicks/2", content=click)
         client.put("/kv/k2", content=b"v")
-        wait_for(lambda: lines(audit) == ["k1", "k2"])
-        wait_for(lambda: rows(client, "clicks_per_page")[0]["n"] == 2)
-        wait_for(lambda: counted(aggregates(client)["all-keys"]) == 4)
+        eventually_sync(lambda: lines(audit) == ["k1", "k2"])
+        eventually_sync(lambda: rows(client, "clicks_per_page")[0]["n"] == 2)
+        eventually_sync(lambda: counted(aggregates(client)["all-keys"]) == 4)
         with client.websocket_connect("/ws/changes?stream=billing") as ws:
             assert ws.receive_json()["events"][0]["seq"] == 2
 

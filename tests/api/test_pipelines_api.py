@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app
+from tests.conftest import eventually_sync
 
 STREAM = (
     "CREATE STREAM bids (bidtime TIMESTAMP, price DOUBLE, supplier STRING, "
@@ -26,15 +26,6 @@ PIPELINE = (
 def bid(client: TestClient, n: int, at: str, price: float, supplier: str = "s1") -> None:
     doc = {"bidtime": f"2020-04-15T{at}:00Z", "price": price, "supplier": supplier}
     assert client.put(f"/kv/bids/{n}", content=orjson.dumps(doc)).status_code == 200
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.01)
 
 
 def results(client: TestClient, name: str = "revenue") -> dict[str, Any]:
@@ -74,7 +65,7 @@ def test_sql_creates_a_pipeline_whose_results_are_a_table(client: TestClient) ->
             },
         ],
     }
-    assert eventually(lambda: results(client) == expected)
+    assert eventually_sync(lambda: results(client) == expected)
     listing = client.get("/pipelines").json()["pipelines"]
     assert [(p["name"], p["origin"], p["status"], p["events_in"]) for p in listing] == [
         ("revenue", "sql", "running", 3)
@@ -142,7 +133,7 @@ def test_delete_pipeline_and_unknown_names(client: TestClient) -> None:
 def test_websocket_sends_a_snapshot_then_updates(client: TestClient) -> None:
     client.post("/sql", content=STREAM + PIPELINE)
     bid(client, 1, "08:05", 4.0)
-    assert eventually(lambda: results(client)["rows"])
+    assert eventually_sync(lambda: results(client)["rows"])
     with client.websocket_connect("/ws/pipelines/revenue") as ws:
         snapshot = ws.receive_json()
         assert snapshot["type"] == "snapshot" and snapshot["rows"][0]["total"] == 4.0
@@ -175,7 +166,7 @@ def test_websocket_for_an_unknown_pipeline_says_so(client: TestClient) -> None:
 def test_stats_and_metrics_have_per_pipeline_figures(client: TestClient) -> None:
     client.post("/sql", content=STREAM + PIPELINE)
     bid(client, 1, "08:05", 4.0)
-    assert eventually(lambda: results(client)["rows"])
+    assert eventually_sync(lambda: results(client)["rows"])
     stats = client.get("/stats").json()["pipelines"]["revenue"]
     assert stats["events_in"] == 1 and stats["status"] == "running"
     assert {"late_dropped", "windows_fired", "lag_events", "lag_ms", "watermark"} <= set(stats)
@@ -213,8 +204,8 @@ def test_sql_pipelines_come_back_after_a_restart(settings_factory: Callable[...,
     with TestClient(create_app(settings)) as client:
         client.post("/sql", content=STREAM + PIPELINE)
         bid(client, 1, "08:05", 4.0)
-        assert eventually(lambda: results(client)["rows"])
+        assert eventually_sync(lambda: results(client)["rows"])
     with TestClient(create_app(settings)) as client:
         assert results(client)["rows"][0]["total"] == 4.0
         bid(client, 2, "08:06", 1.0)
-        assert eventually(lambda: results(client)["rows"][0]["total"] == 5.0)
+        assert eventually_sync(lambda: results(client)["rows"][0]["total"] == 5.0)

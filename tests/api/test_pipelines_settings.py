@@ -11,6 +11,7 @@ import pytest
 from api import Node, load_settings
 from api.errors import ConfigError
 from compute import Count, StreamPipeline, Tumbling
+from tests.conftest import eventually
 
 
 def clicks_per_page(window_ms: int = 60_000) -> StreamPipeline:
@@ -60,9 +61,7 @@ def test_python_and_sql_pipelines_start_with_the_node(tmp_path: Path) -> None:
                 if run == 0:
                     await node.store.put("clicks/1", orjson.dumps({"page": "home", "at": 1500}))
                 processor = node.compute.get("clicks_per_page")
-                async with asyncio.timeout(5):
-                    while not processor.results().rows:
-                        await asyncio.sleep(0.01)
+                await eventually(lambda p=processor: p.results().rows, 5)
                 assert processor.results().rows[0]["window_start"] == 1000
 
     asyncio.run(scenario())
@@ -73,13 +72,16 @@ def test_python_and_sql_pipelines_start_with_the_node(tmp_path: Path) -> None:
     [
         (
             "  - function: not a path\n",
-            r"kvdb.yaml:4: pipelines.0.function: expected an import path package.module:function",
+            r"kvdb.yaml:4: pipelines.0.function: 'not a path' must be an import path such as 'package.module:function'",
         ),
         (
             "  - function: no_such_module_here:build\n",
             r"pipelines.0.function: cannot import module 'no_such_module_here'",
         ),
-        ("  - function: tests.api.test_pipelines_settings:nothing\n", r"has no function 'nothing'"),
+        (
+            "  - function: tests.api.test_pipelines_settings:nothing\n",
+            r"has no attribute 'nothing'",
+        ),
         (
             "  - sql: CREATE STREAM s (a INT\n",
             r"kvdb.yaml:4: pipelines.0.sql: in the SQL: line 1, column 23: expected ','",
@@ -149,9 +151,7 @@ def test_the_shipped_example_loads_and_runs(tmp_path: Path) -> None:
             doc = {"bidtime": "2020-04-15T08:05:00Z", "price": 4.0, "supplier_id": "s1"}
             await node.store.put("bids/1", orjson.dumps(doc))
             processor = node.compute.get("revenue_per_supplier")
-            async with asyncio.timeout(5):
-                while not processor.results().rows:
-                    await asyncio.sleep(0.01)
+            await eventually(lambda: processor.results().rows, 5)
             assert processor.results().to_json()["rows"][0]["revenue"] == 4.0
 
     asyncio.run(scenario())

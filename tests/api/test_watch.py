@@ -12,6 +12,7 @@ from api.cli import main
 from api.client import AsyncClient, Client, WatchError
 from kvdb import EventType
 from tests.api.conftest import LiveServer
+from tests.conftest import eventually
 
 
 async def test_async_watch_history_filters_and_live(live_server: LiveServer) -> None:
@@ -69,11 +70,10 @@ async def test_watch_a_named_stream_acknowledges_what_was_consumed(live_server: 
             await events.ack()
         assert seqs == [1, 2, 3]
         store = live_server.app.node.store
-        async with asyncio.timeout(10):  # the server commits the ack after it reads it
-            while (checkpoint := store.get_checkpoint("stream/jobs/ws")) is None or (
-                checkpoint.seq < 3
-            ):
-                await asyncio.sleep(0.01)
+        # the server commits the ack after it reads it
+        await eventually(lambda: (c := store.get_checkpoint("stream/jobs/ws")) and c.seq >= 3)
+        checkpoint = store.get_checkpoint("stream/jobs/ws")
+        assert checkpoint is not None
         async with httpx.AsyncClient(base_url=live_server.url) as http:
             stats = (await http.get("/streams/jobs/stats")).json()
         assert checkpoint.seq == 3, stats

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from changestream import Clock, ManualClock, SystemClock
+from changestream import Clock, SystemClock
+from changestream.testing import ManualClock
 
 Advance = Callable[[float], Awaitable[None]]
 

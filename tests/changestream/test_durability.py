@@ -17,6 +17,7 @@ from changestream import (
 )
 from kvdb import Put, RetentionPolicy, Store, StoreConfig
 from tests.changestream.conftest import Recorder
+from tests.conftest import eventually
 
 
 async def wait_checkpoint(
@@ -34,9 +35,7 @@ async def wait_checkpoint(
         durable = manager.store.get_checkpoint(reader.key)
         return durable is not None and durable.seq >= seq
 
-    async with asyncio.timeout(10):
-        while not reached():
-            await asyncio.sleep(0.01)
+    await eventually(reached)
 
 
 async def test_durable_checkpoint_resumes_after_restart(store_config: StoreConfig) -> None:
@@ -147,9 +146,7 @@ async def test_hard_cap_compaction_reports_compacted(tmp_path: Path) -> None:
         await asyncio.to_thread(store.compact_sync)
         assert store.oldest_seq() == 42  # the hard cap passed the stuck checkpoint
         stuck.gate.set()
-        async with asyncio.timeout(10):
-            while stream.stats()["consumers"][0]["state"] != "compacted":
-                await asyncio.sleep(0.01)
+        await eventually(lambda: stream.stats()["consumers"][0]["state"] == "compacted")
         stats = stream.stats()["consumers"][0]
         assert stats["oldest_seq"] == 42 and stats["checkpoint"] == 1
         assert stuck.seqs == [1]  # it never silently skipped to seq 42

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from changestream import EventFilter, InvalidPattern, InvalidStreamConfig, StreamConfig
+from changestream import (
+    EventFilter,
+    InvalidPattern,
+    InvalidStreamConfig,
+    StreamConfig,
+    compile_pattern_set,
+)
 from kvdb import ChangeEvent, EventType
 
 
@@ -19,6 +25,17 @@ def test_patterns_must_match_the_whole_key() -> None:
     assert not f.matches(event("my-users/42"))
     assert f.matches(event("orders/"))
     assert f.matches(event("orders/x/y"))
+
+
+def test_a_pattern_set_says_which_patterns_match_the_whole_key() -> None:
+    match = compile_pattern_set(["users/[0-9]+", "users/.*", "orders/.*"])
+    assert sorted(match(b"users/42")) == [0, 1]
+    assert list(match(b"users/42/address")) == [1]  # full match, not a prefix
+    assert list(match(b"orders/x")) == [2]
+    assert not match(b"my-users/42")
+    assert not compile_pattern_set([])(b"anything")
+    with pytest.raises(InvalidPattern, match=r"\(\?=x\)"):
+        compile_pattern_set(["ok/.*", "(?=x)"])
 
 
 def test_types_and_patterns_combine() -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
 from changestream import (
     ChangeStreamManager,
     FunctionProcessor,
-    ManualClock,
     StreamConfig,
 )
+from changestream.testing import ManualClock
 from kvdb import ChangeEvent, Delete, EventType, Put, Store
 from tests.changestream.conftest import Recorder
+from tests.conftest import eventually
 
 
 async def test_processor_sees_matching_events_in_order(
@@ -97,9 +100,8 @@ async def test_batches_close_on_timeout_with_an_injected_clock(store: Store) -> 
         await clock.wait_for_deadline(500)
         await clock.advance(300)
         await store.put("b", b"v")
-        async with asyncio.timeout(10):  # "b" joins the open batch
-            while manager.get("s").stats()["consumers"][0]["pending"] < 2:
-                await asyncio.sleep(0.002)
+        # "b" joins the open batch
+        await eventually(lambda: manager.get("s").stats()["consumers"][0]["pending"] >= 2)
         await clock.advance(200)
         await recorder.wait_for(lambda r: len(r.batches) == 2)
         assert [e.key for e in recorder.batches[1]] == ["a", "b"]
@@ -141,11 +143,34 @@ async def test_failing_processor_retries_the_same_batch(
         StreamConfig("s", batch_timeout_ms=0), processors=[FunctionProcessor("flaky", flaky)]
     )
     await store.batch([Put(f"k{i}", b"v") for i in range(3)])
-    async with asyncio.timeout(10):
-        while stream.consumers["flaky"].checkpoint < 3:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: stream.consumers["flaky"].checkpoint >= 3)
     assert seen == [[1, 2, 3]] * 3  # never skipped, never split
     assert stream.stats()["consumers"][0]["failures"] == 2
+
+
+class AsyncCallable:
+    """A processor function that is an object with an ``async def __call__``."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+    async def __call__(self, batch: Sequence[ChangeEvent]) -> None:
+        await asyncio.sleep(0)
+        self.seqs.extend(event.seq for event in batch)
+
+
+@pytest.mark.parametrize("wrap", [lambda fn: fn, functools.partial], ids=["object", "partial"])
+async def test_an_async_callable_object_is_awaited_before_its_batch_is_acknowledged(
+    manager: ChangeStreamManager, store: Store, wrap: Callable[[Any], Any]
+) -> None:
+    target = AsyncCallable()
+    stream = await manager.create(
+        StreamConfig("s", batch_timeout_ms=0),
+        processors=[FunctionProcessor("obj", wrap(target))],
+    )
+    await store.batch([Put(f"k{i}", b"v") for i in range(3)])
+    await eventually(lambda: stream.consumers["obj"].checkpoint >= 3)
+    assert target.seqs == [1, 2, 3]  # processed, not just acknowledged
 
 
 async def test_sync_function_processor_runs_off_the_loop(

@@ -3,14 +3,14 @@ and an engine over a temporary store."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import orjson
 import pytest
 
-from changestream import ChangeStreamManager, ManualClock
+from changestream import ChangeStreamManager
+from changestream.testing import ManualClock
 from compute import (
     PipelineProcessor,
     PipelineRuntime,
@@ -18,6 +18,7 @@ from compute import (
     StreamPipeline,
 )
 from kvdb import ChangeEvent, EventType, Put, Store
+from tests.conftest import eventually
 
 BASE = 1_700_000_000_000  # an arbitrary epoch-ms origin for event times
 
@@ -94,12 +95,12 @@ async def engine(
 
 async def settle(processor: PipelineProcessor, store: Store, timeout: float = 5.0) -> None:
     """Wait until the pipeline's stream has handed it everything committed so far."""
-    async with asyncio.timeout(timeout):
-        while True:
-            stats = processor.stream_stats() if processor.stream_stats else None
-            if stats is not None and stats.checkpoint >= store.last_seq:
-                return
-            await asyncio.sleep(0.005)
+
+    def settled() -> bool:
+        stats = processor.stream_stats() if processor.stream_stats else None
+        return stats is not None and stats.checkpoint >= store.last_seq
+
+    await eventually(settled, timeout)
 
 
 async def write(store: Store, docs: list[dict[str, Any]], prefix: str = "clicks") -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from changestream import ChangeStreamManager, ManualClock, Orphaned, OwnershipConflict
+from changestream import ChangeStreamManager, Orphaned, OwnershipConflict
+from changestream.testing import ManualClock
 from compute import (
     Count,
     PipelineDeclaration,

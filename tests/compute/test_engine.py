@@ -4,11 +4,14 @@ restarts, failures, subscribers, sinks and stats."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from changestream import ChangeStreamManager, ManualClock
+from changestream import ChangeStreamManager
+from changestream.testing import ManualClock
 from compute import (
     Count,
     IncompatibleState,
@@ -22,6 +25,7 @@ from compute import (
 )
 from compute.state import checkpoint_name, state_prefix
 from kvdb import Store
+from tests.conftest import eventually
 
 from .conftest import settle, write
 
@@ -161,9 +165,7 @@ async def test_a_failing_callback_stops_the_pipeline_and_keeps_the_last_good_sta
     await write(store, docs(("a", 1)))
     await settle(processor, store)
     await write(store, [{"page": "b", "t": 2, "v": 1}, {"page": "c", "t": 3, "v": 500}])
-    async with asyncio.timeout(5):
-        while processor.status != "failed":
-            await asyncio.sleep(0.005)
+    await eventually(lambda: processor.status == "failed", 5)
     stats = processor.stats()
     assert "step 'guard'" in stats["error"] and "returned None" in stats["error"]
     assert [r["n"] for r in processor.results().rows] == [1]  # the batch that failed is undone
@@ -201,6 +203,30 @@ async def test_sinks_may_be_async_and_see_every_update(
     assert seen == [("upsert", 1), ("upsert", 2)]
 
 
+class AsyncSink:
+    """A sink that is an object with an ``async def __call__``."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def __call__(self, update: Any) -> None:
+        await asyncio.sleep(0)
+        self.seen.append((update.op, update.row["n"]))
+
+
+@pytest.mark.parametrize("wrap", [lambda fn: fn, functools.partial], ids=["object", "partial"])
+async def test_an_async_callable_sink_is_awaited(
+    store: Store, engine: StreamComputingEngine, wrap: Callable[[Any], Any]
+) -> None:
+    sink = AsyncSink()
+    pipeline = clicks().sink(wrap(sink))
+    assert pipeline.stages[-1].is_async  # type: ignore[attr-defined]
+    processor = await engine.register(pipeline)
+    await write(store, docs(("a", 1), ("a", 2)))
+    await settle(processor, store)
+    assert sink.seen == [("upsert", 1), ("upsert", 2)]
+
+
 async def test_stats_of_all_pipelines(store: Store, engine: StreamComputingEngine) -> None:
     await engine.register(clicks())
     await engine.register(clicks("other", emit="final"))
@@ -229,8 +255,6 @@ async def test_periodic_checkpoints_follow_the_clock(store: Store) -> None:
     await settle(processor, store)
     assert processor.checkpointed_seq == 0
     await clock.advance(1000)
-    async with asyncio.timeout(5):
-        while processor.checkpointed_seq != store.last_seq:
-            await asyncio.sleep(0.005)
+    await eventually(lambda: processor.checkpointed_seq == store.last_seq, 5)
     await engine.stop()
     await manager.stop()

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from changestream import ChangeStreamManager, ManualClock
+from changestream import ChangeStreamManager
+from changestream.testing import ManualClock
 from eventbus import BaseEventHandler, BusConfig, BusSetup, EventBus, RetryPolicy
 from kvdb import ChangeEvent, Store
 
@@ -60,12 +61,6 @@ class Recorder(BaseEventHandler):
     @property
     def keys(self) -> list[str]:
         return [event.key for call in self.calls for event in call]
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.002)
 
 
 @pytest.fixture

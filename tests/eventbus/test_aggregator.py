@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from changestream import ChangeStreamManager, ManualClock
+from changestream import ChangeStreamManager
+from changestream.testing import ManualClock
 from eventbus import AggregationSpec, BusSetup, EventBus, InvalidAggregation, UnknownAggregation
 from kvdb import Delete, Put, Store, StoreConfig
-from tests.conftest import StepClock
-from tests.eventbus.conftest import eventually
+from tests.conftest import StepClock, eventually
 
 T0 = 1_700_000_040_000  # commit times start here, at the start of a minute
 ORDERS = AggregationSpec(

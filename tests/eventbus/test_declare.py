@@ -24,7 +24,7 @@ from eventbus import (
     UnknownAggregation,
 )
 from kvdb import Store, StoreConfig
-from tests.eventbus.conftest import eventually
+from tests.conftest import eventually
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from changestream import ManualClock
+from changestream.testing import ManualClock
 from eventbus import (
     BaseEventHandler,
     BusConfig,
@@ -22,7 +22,8 @@ from eventbus import (
     UnknownDeadLetter,
 )
 from kvdb import ChangeEvent, Put, Store
-from tests.eventbus.conftest import Recorder, eventually
+from tests.conftest import eventually
+from tests.eventbus.conftest import Recorder
 
 
 class Flaky(BaseEventHandler):

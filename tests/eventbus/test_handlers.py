@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from changestream import ManualClock
+from changestream.testing import ManualClock
 from eventbus import (
     BatchEventHandler,
     BusSetup,
@@ -20,7 +20,8 @@ from eventbus import (
     InvalidHandler,
 )
 from kvdb import ChangeEvent, Put, Store
-from tests.eventbus.conftest import FAST_RETRY, Recorder, eventually
+from tests.conftest import eventually
+from tests.eventbus.conftest import FAST_RETRY, Recorder
 
 
 def route(*handlers: str, patterns: tuple[str, ...] = ()) -> EventRoute:

@@ -22,7 +22,7 @@ from eventbus import (
     UnknownRoute,
 )
 from kvdb import Compacted, Delete, EventType, Put, RetentionPolicy, Store, StoreConfig
-from tests.conftest import StepClock
+from tests.conftest import StepClock, eventually
 from tests.eventbus.conftest import Recorder
 
 T0 = StepClock().now_ms  # the store's wall clock starts here
@@ -67,12 +67,14 @@ async def bus_with_history(
     await timed_store.batch([Put(f"users/{i}", b"u") for i in range(5, 8)])
     clock.advance(1000)
     await timed_store.batch([Put("orders/8", b"8"), Delete("orders/1"), Delete("users/5")])
-    async with asyncio.timeout(10):  # both caught up, checkpoints written (no retention pin)
-        while (
-            min(timed_store.get_checkpoint(f"stream/_bus/{n}").seq for n in ("target", "other"))
-            < 10
-        ):  # type: ignore[union-attr]
-            await asyncio.sleep(0.005)
+    # both caught up, checkpoints written (no retention pin)
+    await eventually(
+        lambda: all(
+            (checkpoint := timed_store.get_checkpoint(f"stream/_bus/{n}")) is not None
+            and checkpoint.seq >= 10
+            for n in ("target", "other")
+        )
+    )
     target.calls.clear()
     other.calls.clear()  # only what replays deliver from here on
     target.attempts = other.attempts = 0

@@ -23,7 +23,8 @@ from eventbus import (
     UnknownHandler,
 )
 from kvdb import Put, Store, StoreConfig
-from tests.eventbus.conftest import Recorder, eventually
+from tests.conftest import eventually
+from tests.eventbus.conftest import Recorder
 
 
 @asynccontextmanager

@@ -17,7 +17,8 @@ from eventbus import (
     UnknownRoute,
 )
 from kvdb import ChangeEvent, Delete, EventType, Put, Store
-from tests.eventbus.conftest import Recorder, eventually
+from tests.conftest import eventually
+from tests.eventbus.conftest import Recorder
 
 
 def event(seq: int, key: str, kind: EventType = EventType.INSERT) -> ChangeEvent:

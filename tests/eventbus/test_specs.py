@@ -20,8 +20,8 @@ from eventbus import (
     WebhookTarget,
 )
 from kvdb import Delete, Put, Store
+from tests.conftest import eventually
 from tests.eventbus import sample_handlers
-from tests.eventbus.conftest import eventually
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from changestream import ManualClock
+from changestream.testing import ManualClock
 from eventbus import BusSetup, EventRoute, InvalidHandler, RetryPolicy, WebhookHandler
 from kvdb import Put, Store
-from tests.eventbus.conftest import Receiver, eventually
+from tests.conftest import eventually
+from tests.eventbus.conftest import Receiver
 
 ALL = EventRoute("all", handler_names=("hook",))
 

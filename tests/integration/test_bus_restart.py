@@ -4,16 +4,16 @@ order, at least once (duplicates only of what was in flight at the kill)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import httpx
 import pytest
 
-from api.client import AsyncClient, ClientError
+from api.client import AsyncClient
+from tests.conftest import eventually
 from tests.eventbus.conftest import Receiver
-from tests.integration.conftest import ServerProcess
+from tests.integration.conftest import ServerProcess, write_until_killed
 
 pytestmark = pytest.mark.slow
 
@@ -36,25 +36,12 @@ def in_order_at_least_once(seqs: list[int], expected: set[int]) -> None:
     assert deduplicated == sorted(deduplicated)
 
 
-async def write_until_killed(server: ServerProcess, round_no: int) -> None:
-    stop = asyncio.Event()
+async def write_round(server: ServerProcess, round_no: int) -> None:
+    async def put_pair(kv: AsyncClient, w: int, i: int) -> None:
+        await kv.put(f"orders/{round_no}-{w}-{i}", b'{"total": 1}')
+        await kv.put(f"other/{round_no}-{w}-{i}", b"x")
 
-    async def writer(w: int) -> None:
-        async with AsyncClient(server.url, timeout=5) as kv:
-            i = 0
-            while not stop.is_set():
-                try:
-                    await kv.put(f"orders/{round_no}-{w}-{i}", b'{"total": 1}')
-                    await kv.put(f"other/{round_no}-{w}-{i}", b"x")
-                except ClientError:
-                    return
-                i += 1
-
-    tasks = [asyncio.create_task(writer(w)) for w in range(WRITERS)]
-    await asyncio.sleep(1.0)
-    await asyncio.to_thread(server.kill)
-    stop.set()
-    await asyncio.gather(*tasks)
+    await write_until_killed(server, put_pair, writers=WRITERS, then=(1.0, 1.0))
 
 
 async def test_handlers_get_everything_across_sigkill(
@@ -84,7 +71,7 @@ routes:
             server = server_factory(data, "--config", str(config)).start()
             if round_no == 1:
                 receiver.stop()  # the webhook receiver is down across this round
-            await write_until_killed(server, round_no)
+            await write_round(server, round_no)
         receiver.start()
         server = server_factory(data, "--config", str(config)).start()
         async with httpx.AsyncClient(base_url=server.url) as http:
@@ -92,9 +79,11 @@ routes:
             changes = (await http.get(f"/changes?since=0&limit={last_seq}")).json()["events"]
             orders = {e["seq"] for e in changes if e["key"].startswith("orders/")}
             written_while_down = {e["seq"] for e in changes if e["key"].startswith("orders/1-")}
-            async with asyncio.timeout(60):
-                while len(set(logged_seqs(log))) < last_seq or not orders <= set(receiver.seqs):
-                    await asyncio.sleep(0.05)
+            await eventually(
+                lambda: len(set(logged_seqs(log))) >= last_seq and orders <= set(receiver.seqs),
+                timeout=60,
+                interval=0.05,
+            )
             stats = (await http.get("/stats")).json()["bus"]["handlers"]
         server.stop()
     finally:

@@ -3,7 +3,6 @@ restart each acknowledged write is present and the change log has no gap."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from api.client import AsyncClient, ClientError
 from kvdb import Store, StoreConfig
-from tests.integration.conftest import ServerProcess
+from tests.integration.conftest import ServerProcess, write_until_killed
 
 pytestmark = pytest.mark.slow
 
@@ -19,40 +18,27 @@ ROUNDS = 4
 WRITERS = 32
 
 
-async def write_until_killed(
+async def write_round(
     server: ServerProcess, round_no: int, acked: dict[str, bytes], in_flight: dict[str, bytes]
-) -> int:
+) -> None:
     """Write from many connections, then SIGKILL the server mid-stream. A write cut off by the
-    kill may or may not have committed; it goes to ``in_flight``. Returns the acknowledged
-    count at the moment of the kill."""
-    stop = asyncio.Event()
-
-    async def writer(w: int) -> None:
-        async with AsyncClient(server.url, timeout=5) as kv:
-            i = 0
-            while not stop.is_set():
-                key, value = f"r{round_no}/w{w}/{i}", f"{round_no}:{w}:{i}".encode()
-                if i % 10 == 9:  # overwrite an earlier key now and then
-                    key = f"r{round_no}/w{w}/{i - 5}"
-                try:
-                    await kv.put(key, value)
-                except ClientError:
-                    in_flight[key] = value  # never acknowledged; may have committed
-                    return
-                acked[key] = value
-                i += 1
-
+    kill may or may not have committed; it goes to ``in_flight``."""
     start = len(acked)
-    tasks = [asyncio.create_task(writer(w)) for w in range(WRITERS)]
-    async with asyncio.timeout(60):  # under load, wait for progress rather than for a time
-        while len(acked) - start < 300:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(random.uniform(0, 0.3))
-    before = len(acked)
-    await asyncio.to_thread(server.kill)
-    stop.set()
-    await asyncio.gather(*tasks)
-    return before
+
+    async def put(kv: AsyncClient, w: int, i: int) -> None:
+        key, value = f"r{round_no}/w{w}/{i}", f"{round_no}:{w}:{i}".encode()
+        if i % 10 == 9:  # overwrite an earlier key now and then
+            key = f"r{round_no}/w{w}/{i - 5}"
+        try:
+            await kv.put(key, value)
+        except ClientError:
+            in_flight[key] = value  # never acknowledged; may have committed
+            raise
+        acked[key] = value
+
+    await write_until_killed(
+        server, put, writers=WRITERS, until=lambda: len(acked) - start >= 300, then=(0, 0.3)
+    )
 
 
 async def test_acknowledged_writes_survive_sigkill(
@@ -71,7 +57,7 @@ async def test_acknowledged_writes_survive_sigkill(
             for key in random.sample(sorted(acked), min(300, len(acked))):
                 item = await kv.get(key)
                 assert item is not None and holds_an_acknowledged_value(key, item.value), key
-        await write_until_killed(server, round_no, acked, in_flight)
+        await write_round(server, round_no, acked, in_flight)
 
     with Store(StoreConfig(data_dir=data_dir)) as store:
         for key in acked:

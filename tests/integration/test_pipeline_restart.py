@@ -7,7 +7,6 @@ equal those of one uninterrupted run over the same change log, computed here fro
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,13 @@ import httpx
 import orjson
 import pytest
 
-from api.client import AsyncClient, ClientError
+from api.client import AsyncClient
 from compute import PipelineRuntime
 from compute.sql import parse_script, plan_pipeline
 from compute.sql.catalog import define_stream
 from kvdb import ChangeEvent, Put, Store, StoreConfig
-from tests.integration.conftest import ServerProcess
+from tests.conftest import eventually
+from tests.integration.conftest import ServerProcess, write_until_killed
 
 pytestmark = pytest.mark.slow
 
@@ -65,52 +65,41 @@ class Clock:
         return self.now - self.rng.choice([0, 0, 0, 500, 1500, 4000])
 
 
-async def write_until_killed(server: ServerProcess, clock: Clock, round_no: int) -> None:
-    stop = asyncio.Event()
+async def write_round(server: ServerProcess, clock: Clock, round_no: int) -> None:
     written = 0
 
-    async def writer(w: int) -> None:
+    async def write(kv: AsyncClient, w: int, i: int) -> None:
         nonlocal written
-        async with AsyncClient(server.url, timeout=5) as kv:
-            i = 0
-            while not stop.is_set():
-                batch = [
-                    Put(
-                        f"readings/{round_no}/{w}/{i}/{j}",
-                        orjson.dumps({"sensor": f"s{(i + j) % 7}", "value": j, "at": clock.next()}),
-                    )
-                    for j in range(20)
-                ]
-                try:
-                    await kv.batch(batch)
-                except ClientError:
-                    return
-                written += len(batch)
-                i += 1
+        batch = [
+            Put(
+                f"readings/{round_no}/{w}/{i}/{j}",
+                orjson.dumps({"sensor": f"s{(i + j) % 7}", "value": j, "at": clock.next()}),
+            )
+            for j in range(20)
+        ]
+        await kv.batch(batch)
+        written += len(batch)
 
-    tasks = [asyncio.create_task(writer(w)) for w in range(WRITERS)]
-    async with asyncio.timeout(60):
-        while written < 3000:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(random.uniform(0.5, 1.5))  # a checkpoint or two, then more
-    await asyncio.to_thread(server.kill)
-    stop.set()
-    await asyncio.gather(*tasks)
+    # a checkpoint or two after 3000 events, then more
+    await write_until_killed(
+        server, write, writers=WRITERS, until=lambda: written >= 3000, then=(0.5, 1.5)
+    )
 
 
 async def caught_up(server: ServerProcess) -> dict[str, dict[str, Any]]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         last_seq = (await http.get("/health")).json()["last_seq"]
-        async with asyncio.timeout(60):
-            while True:
-                pipelines = (await http.get("/pipelines")).json()["pipelines"]
-                if all(
-                    p["lag_events"] == 0 and p["status"] == "running" for p in pipelines
-                ) and len(pipelines) == len(PIPELINES):
-                    stream = (await http.get("/streams/_pipeline.per_sensor/stats")).json()
-                    if stream["consumers"][0]["checkpoint"] >= last_seq:
-                        break
-                await asyncio.sleep(0.1)
+
+        async def all_caught_up() -> bool:
+            pipelines = (await http.get("/pipelines")).json()["pipelines"]
+            if len(pipelines) != len(PIPELINES) or not all(
+                p["lag_events"] == 0 and p["status"] == "running" for p in pipelines
+            ):
+                return False
+            stream = (await http.get("/streams/_pipeline.per_sensor/stats")).json()
+            return bool(stream["consumers"][0]["checkpoint"] >= last_seq)
+
+        await eventually(all_caught_up, timeout=60, interval=0.1)
         results = {}
         for name in PIPELINES:
             results[name] = {
@@ -146,7 +135,7 @@ async def test_pipelines_survive_sigkill_with_the_results_of_an_uninterrupted_ru
     for round_no in range(ROUNDS):
         if round_no:
             server = server_factory(data_dir).start()
-        await write_until_killed(server, clock, round_no)
+        await write_round(server, clock, round_no)
 
     server = server_factory(data_dir).start()  # pipelines come back from their records
     async with httpx.AsyncClient(base_url=server.url) as http:

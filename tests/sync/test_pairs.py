@@ -13,6 +13,7 @@ import pytest
 from api import Node, NodeSettings, Settings
 from sync import BidirectionalSyncManager, ConflictPolicy, PolicyRule, SyncConfig
 from sync.local import LocalSyncTarget
+from tests.conftest import eventually
 
 
 @pytest.fixture
@@ -36,18 +37,17 @@ def state(node: Node) -> list[tuple[str, bool, str]]:
 
 
 async def converged(nodes: Sequence[Node], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            states = [state(node) for node in nodes]
-            lagging = any(
-                target["lag_events"]
-                for node in nodes
-                for processor in node.sync.status()["processors"]
-                for target in processor["targets"]
-            )
-            if not lagging and all(s == states[0] for s in states):
-                return
-            await asyncio.sleep(0.02)
+    def same_state_nothing_in_flight() -> bool:
+        states = [state(node) for node in nodes]
+        lagging = any(
+            target["lag_events"]
+            for node in nodes
+            for processor in node.sync.status()["processors"]
+            for target in processor["targets"]
+        )
+        return not lagging and all(s == states[0] for s in states)
+
+    await eventually(same_state_nothing_in_flight, timeout, interval=0.02)
 
 
 async def test_a_pair_converges_with_one_log_entry_per_write(nodes: list[Node]) -> None:

@@ -11,7 +11,8 @@ changed in the file, and DELETE removes an orphan.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -25,10 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from changestream import parse_event_types
-from eventbus import EventBus, ReplayRequest, UnknownAggregation
+from eventbus import MAX_REPLAY_LIMIT, EventBus, ReplayRequest, UnknownAggregation
 
 from ...node import Node
-from ...settings.bus import HandlerSettings, RouteSettings, describe_validation_error
+from ...settings.base import defaults_of
+from ...settings.bus import HandlerSettings, RouteSettings
+from ...settings.problems import describe_validation_errors
 from ..auth import Role
 from ..dependencies import auth_of, authorization_of, node_of, require
 from ..errors import BadRequest
@@ -51,7 +54,8 @@ def _parse(model: type[BaseModel], body: Any, what: str) -> Any:
     try:
         return model.model_validate(body)
     except PydanticValidationError as exc:
-        raise BadRequest(f"invalid {what}: {describe_validation_error(exc)}") from None
+        problems = describe_validation_errors(exc.errors(), whole="(body)")
+        raise BadRequest(f"invalid {what}: {'; '.join(problems)}") from None
 
 
 def _named(body: Any, name: str) -> Any:
@@ -62,54 +66,68 @@ def _named(body: Any, name: str) -> Any:
     return body
 
 
-# -- handlers ---------------------------------------------------------------------------------
+# -- handlers and routes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Named:
+    """Handlers or routes: objects of the bus kept by name, with the same five endpoints
+    (list, add, get, add or replace, remove) under ``/bus/<plural>``."""
+
+    plural: str
+    singular: str
+    settings: type[HandlerSettings] | type[RouteSettings]
+    names: Callable[[EventBus], list[str]]
+    document: Callable[[EventBus, str], dict[str, Any]]
+    add: Callable[[EventBus, Any], Awaitable[object]]
+    put: Callable[[EventBus, Any], Awaitable[bool]]  # True: created
+    remove: Callable[[EventBus, str], Awaitable[None]]
+    notes: dict[str, str]  # per endpoint: what its OpenAPI description says
+
+    def register(self, on: APIRouter) -> None:
+        async def list_all(request: Request) -> dict[str, Any]:
+            bus = _bus(request)
+            return {self.plural: [self.document(bus, name) for name in self.names(bus)]}
+
+        async def add(request: Request, body: JsonBody) -> dict[str, Any]:
+            bus = _bus(request)
+            settings = _parse(self.settings, body, self.singular)
+            await self.add(bus, settings)
+            return self.document(bus, settings.name)
+
+        async def get(request: Request, name: str) -> dict[str, Any]:
+            return self.document(_bus(request), name)
+
+        async def put(
+            request: Request, response: Response, name: str, body: JsonBody
+        ) -> dict[str, Any]:
+            bus = _bus(request)
+            settings = _parse(self.settings, _named(body, name), self.singular)
+            response.status_code = 201 if await self.put(bus, settings) else 200
+            return self.document(bus, name)
+
+        async def delete(request: Request, name: str) -> dict[str, Any]:
+            await self.remove(_bus(request), name)
+            return {"name": name, "deleted": True}
+
+        path, read, admin = f"/{self.plural}", [require(Role.READ)], [require(Role.ADMIN)]
+        for endpoint, route, method, dependencies, status in (
+            (list_all, path, "GET", read, 200),
+            (add, path, "POST", admin, 201),
+            (get, f"{path}/{{name}}", "GET", read, 200),
+            (put, f"{path}/{{name}}", "PUT", admin, 200),
+            (delete, f"{path}/{{name}}", "DELETE", admin, 200),
+        ):
+            verb = endpoint.__name__
+            name = f"list_{self.plural}" if verb == "list_all" else f"{verb}_{self.singular}"
+            on.add_api_route(
+                route, endpoint, methods=[method], dependencies=dependencies,
+                status_code=status, name=name, description=self.notes.get(endpoint.__name__),
+            )  # fmt: skip
 
 
 def _handler_document(bus: EventBus, name: str) -> dict[str, Any]:
     return {**bus.describe(name), "stats": bus.handler_stats(name).to_dict()}
-
-
-@router.get("/handlers", dependencies=[require(Role.READ)])
-async def list_handlers(request: Request) -> dict[str, Any]:
-    bus = _bus(request)
-    names = sorted([*(h.name for h in bus.handlers()), *bus.orphaned.handlers()])
-    return {"handlers": [_handler_document(bus, name) for name in names]}
-
-
-@router.post("/handlers", status_code=201, dependencies=[require(Role.ADMIN)])
-async def add_handler(request: Request, body: JsonBody) -> dict[str, Any]:
-    """Add a webhook, log or python handler; it receives events from now on."""
-    bus = _bus(request)
-    settings: HandlerSettings = _parse(HandlerSettings, body, "handler")
-    await bus.add_handler(settings.handler_spec(), persist=True)
-    return _handler_document(bus, settings.name)
-
-
-@router.get("/handlers/{name}", dependencies=[require(Role.READ)])
-async def get_handler(request: Request, name: str) -> dict[str, Any]:
-    return _handler_document(_bus(request), name)
-
-
-@router.put("/handlers/{name}", dependencies=[require(Role.ADMIN)])
-async def put_handler(
-    request: Request, response: Response, name: str, body: JsonBody
-) -> dict[str, Any]:
-    """Add the handler or replace it; a replacement continues from the old one's checkpoint."""
-    bus = _bus(request)
-    settings: HandlerSettings = _parse(HandlerSettings, _named(body, name), "handler")
-    _, created = await bus.put_handler(settings.handler_spec(), persist=True)
-    response.status_code = 201 if created else 200
-    return _handler_document(bus, name)
-
-
-@router.delete("/handlers/{name}", dependencies=[require(Role.ADMIN)])
-async def delete_handler(request: Request, name: str) -> dict[str, Any]:
-    """Remove the handler and its checkpoint (its dead letters stay until purged)."""
-    await _bus(request).remove_handler(name)
-    return {"name": name, "deleted": True}
-
-
-# -- routes -----------------------------------------------------------------------------------
 
 
 def _route_document(bus: EventBus, name: str) -> dict[str, Any]:
@@ -120,42 +138,40 @@ def _route_document(bus: EventBus, name: str) -> dict[str, Any]:
             **ownership.to_dict()}  # fmt: skip
 
 
-@router.get("/routes", dependencies=[require(Role.READ)])
-async def list_routes(request: Request) -> dict[str, Any]:
-    """Routes in the order they are consulted: highest priority first; orphans last."""
-    bus = _bus(request)
-    names = [route.name for route in bus.routes()] + list(bus.orphaned.routes())
-    return {"routes": [_route_document(bus, name) for name in names]}
+async def _put_handler(bus: EventBus, settings: HandlerSettings) -> bool:
+    _, created = await bus.put_handler(settings.handler_spec(), persist=True)
+    return created
 
 
-@router.post("/routes", status_code=201, dependencies=[require(Role.ADMIN)])
-async def add_route(request: Request, body: JsonBody) -> dict[str, Any]:
-    bus = _bus(request)
-    settings: RouteSettings = _parse(RouteSettings, body, "route")
-    await bus.add_route(settings.event_route(), persist=True)
-    return _route_document(bus, settings.name)
-
-
-@router.get("/routes/{name}", dependencies=[require(Role.READ)])
-async def get_route(request: Request, name: str) -> dict[str, Any]:
-    return _route_document(_bus(request), name)
-
-
-@router.put("/routes/{name}", dependencies=[require(Role.ADMIN)])
-async def put_route(
-    request: Request, response: Response, name: str, body: JsonBody
-) -> dict[str, Any]:
-    bus = _bus(request)
-    settings: RouteSettings = _parse(RouteSettings, _named(body, name), "route")
-    created = await bus.put_route(settings.event_route(), persist=True)
-    response.status_code = 201 if created else 200
-    return _route_document(bus, name)
-
-
-@router.delete("/routes/{name}", dependencies=[require(Role.ADMIN)])
-async def delete_route(request: Request, name: str) -> dict[str, Any]:
-    await _bus(request).remove_route(name)
-    return {"name": name, "deleted": True}
+_Named(
+    "handlers",
+    "handler",
+    HandlerSettings,
+    names=lambda bus: sorted([*(h.name for h in bus.handlers()), *bus.orphaned.handlers()]),
+    document=_handler_document,
+    add=lambda bus, settings: bus.add_handler(settings.handler_spec(), persist=True),
+    put=_put_handler,
+    remove=lambda bus, name: bus.remove_handler(name),
+    notes={
+        "add": "Add a webhook, log or python handler; it receives events from now on.",
+        "put": "Add the handler or replace it; a replacement continues from the old one's "
+        "checkpoint.",
+        "delete": "Remove the handler and its checkpoint (its dead letters stay until purged).",
+    },
+).register(router)
+_Named(
+    "routes",
+    "route",
+    RouteSettings,
+    names=lambda bus: [route.name for route in bus.routes()] + list(bus.orphaned.routes()),
+    document=_route_document,
+    add=lambda bus, settings: bus.add_route(settings.event_route(), persist=True),
+    put=lambda bus, settings: bus.put_route(settings.event_route(), persist=True),
+    remove=lambda bus, name: bus.remove_route(name),
+    notes={
+        "list_all": "Routes in the order they are consulted: highest priority first; orphans last."
+    },
+).register(router)
 
 
 # -- dead letters -----------------------------------------------------------------------------
@@ -256,7 +272,7 @@ class ReplayBody(BaseModel):
     event_types: tuple[Literal["INSERT", "UPDATE", "DELETE"], ...] = ()
     key_patterns: tuple[str, ...] = ()
     dry_run: bool = False
-    limit: int = Field(10_000, ge=1, le=1_000_000)
+    limit: int = Field(defaults_of(ReplayRequest)["limit"], ge=1, le=MAX_REPLAY_LIMIT)
 
 
 @router.post("/replay", dependencies=[require(Role.READ)])

@@ -33,10 +33,11 @@ from prometheus_client.registry import Collector
 from compute import ComputeError, PipelineProcessor, UpdateSubscription
 from compute.results import render_row
 
+from ...errors import ApiError
 from ...node import Node
 from ..auth import Role
 from ..dependencies import auth_of, authorization_of, node_of, require
-from ..errors import ApiError, BadRequest
+from ..errors import BadRequest
 from ..metrics import StatFamilies
 from .ws_session import CLOSE_ENDED, CLOSE_SLOW_CONSUMER, SessionClosed, WebSocketSession
 

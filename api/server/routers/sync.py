@@ -28,6 +28,7 @@ from sync.protocol import (
     encode_welcome,
 )
 
+from ...settings.problems import describe_validation_errors
 from ...settings.sync import SyncSettings
 from ..auth import Role
 from ..dependencies import node_of, require
@@ -141,8 +142,6 @@ def _config_of(body: Any) -> SyncConfig:
     try:
         settings = SyncSettings.model_validate(body, context={"node_id": None})
     except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise BadRequest(problems) from None
+        problems = describe_validation_errors(exc.errors(), whole="(body)")
+        raise BadRequest("; ".join(problems)) from None
     return settings.sync_config()

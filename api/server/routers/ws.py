@@ -27,9 +27,10 @@ from fastapi import APIRouter, WebSocket
 from changestream import ChangeStreamError, Consumer, Cursor, CursorClosed, OverflowPolicy
 from kvdb import Compacted, KvdbError
 
+from ...errors import ApiError
 from ..auth import Role
 from ..dependencies import auth_of, authorization_of, node_of
-from ..errors import ApiError, BadRequest
+from ..errors import BadRequest
 from ..event_json import EventEncoder
 from .changes import parse_since, subscription_filter
 from .ws_session import (
