@@ -45,6 +45,7 @@ class Histogram:
 class WriterStats:
     commits: int = 0
     failed_commits: int = 0
+    failed_tasks: int = 0  # writes that failed alone, their group redone without them
     tasks: int = 0
     events: int = 0
     group_size: Histogram = field(default_factory=lambda: Histogram(GROUP_SIZE_BUCKETS))

@@ -5,7 +5,10 @@ writer thread loops:
 
 1. Block for the first task, then drain whatever else is queued (up to ``max_group_ops``).
 2. Open one write transaction and apply each task in turn. A task whose precondition fails
-   raises before it writes anything, so it fails alone and the others proceed.
+   raises a ``KvdbError`` before it writes anything, so it fails alone and the others
+   proceed. A task that fails any other way (a bug, an input validation missed) may have
+   written part of itself: abort, answer that task with its error, and redo the group
+   without it from step 2, so one bad write never fails the others (nor commits half).
 3. Commit once (one fsync serves the whole group). On ``MapFullError`` abort, grow the map and
    redo the group from step 2; on any other failure abort and fail the group's tasks.
 4. Call the commit listeners with the group's events, in seq order.
@@ -31,7 +34,7 @@ from typing import Any
 import lmdb
 
 from .env import Environment, translate_error
-from .errors import KvdbError, StoreClosed
+from .errors import KvdbError, StorageError, StoreClosed
 from .events import ChangeEvent
 from .hlc import HybridLogicalClock
 from .stats import WriterStats
@@ -185,36 +188,45 @@ class GroupCommitWriter:
 
     def _commit_group(self, group: list[WriteTask]) -> None:
         started = time.perf_counter()
+        answered: list[WriteTask] = []  # tasks that failed alone, left out of the redo
         while True:
             txn = None
             try:
                 txn = self._env.lmdb.begin(write=True)
                 ctx = WriteContext(txn, self._env.dbs, self._clock, self._origin, self.last_seq)
                 for task in group:
-                    try:
-                        task.result = task.apply(ctx)
-                        task.error = None
-                    except KvdbError as exc:
-                        task.error = exc
+                    _apply(task, ctx)
                 ctx.finish()
                 txn.commit()
                 break
+            except _TaskFailed as failed:
+                _abort(txn)
+                task = failed.task
+                if not isinstance(task.error, KvdbError):
+                    log.error("a write failed; the rest of its group is redone without it",
+                              exc_info=task.error)  # fmt: skip
+                group = [other for other in group if other is not task]
+                answered.append(task)
+                self.stats.failed_tasks += 1
+                if not group:
+                    self._answer(answered)
+                    return
             except lmdb.MapFullError:
                 _abort(txn)
                 try:
                     size = self._env.grow_map()
                 except KvdbError as exc:
-                    self._fail(group, exc)
+                    self._fail(group + answered, exc)
                     return
                 log.info("LMDB map grown to %d bytes", size)
             except lmdb.Error as exc:
                 _abort(txn)
-                self._fail(group, translate_error(exc, self._env.path, "committing"))
+                self._fail(group + answered, translate_error(exc, self._env.path, "committing"))
                 return
-            except BaseException as exc:  # a bug in a task must not kill the writer
+            except BaseException as exc:  # a bug outside any task must not kill the writer
                 _abort(txn)
                 log.exception("write group failed")
-                self._fail(group, exc)
+                self._fail(group + answered, exc)
                 return
         self.last_seq = ctx.seq
         self.stats.record_commit(len(group), len(ctx.events), time.perf_counter() - started)
@@ -224,7 +236,7 @@ class GroupCommitWriter:
                     listener(ctx.events)
                 except Exception:
                     log.exception("commit listener %r failed", listener)
-        self._answer(group)
+        self._answer(group + answered if answered else group)
 
     def _fail(self, group: list[WriteTask], exc: BaseException) -> None:
         self.stats.failed_commits += 1
@@ -248,6 +260,39 @@ class GroupCommitWriter:
             # RuntimeError: the loop closed while its write was in flight.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, tasks)
+
+
+class _TaskFailed(Exception):
+    """A task failed after it may have written: the group is redone without it."""
+
+    def __init__(self, task: WriteTask) -> None:
+        self.task = task
+
+
+def _apply(task: WriteTask, ctx: WriteContext) -> None:
+    """Apply one task of the group. A ``KvdbError`` raised before the task logged anything
+    (a failed precondition: the tasks check before they write) fails that task alone, in
+    place; any other failure, or one after the task logged events, may have left partial
+    writes in the transaction, so it raises ``_TaskFailed`` and the group is redone without
+    the task. ``MapFullError`` concerns the whole group and passes through."""
+    seq = ctx.seq
+    try:
+        task.result = task.apply(ctx)
+        task.error = None
+    except lmdb.MapFullError:
+        raise
+    except Exception as exc:
+        task.error = exc if isinstance(exc, KvdbError) else _unexpected(exc)
+        if not isinstance(exc, KvdbError) or ctx.seq != seq:
+            raise _TaskFailed(task) from exc
+
+
+def _unexpected(exc: Exception) -> Exception:
+    """What the caller of a task that failed unexpectedly gets: LMDB's errors translated
+    (``lmdb.Error`` never leaves the package), anything else as it is (a bug: a 500)."""
+    if isinstance(exc, lmdb.Error):
+        return StorageError(f"this write cannot be stored: {exc}")
+    return exc
 
 
 def _add(group: list[WriteTask], item: WriteTask | list[WriteTask]) -> int:

@@ -148,6 +148,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
             "writer": {
                 "commits": writer.commits,
                 "failed_commits": writer.failed_commits,
+                "failed_writes": writer.failed_tasks,
                 "write_requests": writer.tasks,
                 "events": writer.events,
                 "mean_group_size": writer.tasks / writer.commits if writer.commits else 0.0,
