@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .versions import check_node_id
 
-__all__ = ["Durability", "Limits", "RetentionPolicy", "StoreConfig"]
+__all__ = ["SETTINGS", "Durability", "Limits", "RetentionPolicy", "StoreConfig"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -34,6 +34,14 @@ class Durability(enum.StrEnum):
     FULL = "full"
     META_ASYNC = "meta_async"
     ASYNC = "async"
+
+
+# Where the configuration file sets each limit: errors name the setting a user can change.
+SETTINGS = {
+    "max_value_bytes": "node.limits.max_value_size",
+    "max_batch_ops": "node.limits.max_batch_ops",
+    "max_batch_bytes": "node.limits.max_batch_size",
+}
 
 
 @dataclass(frozen=True, slots=True)

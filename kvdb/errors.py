@@ -20,8 +20,10 @@ package every other one may import (the layering in DESIGN 1).
         ├── ValidationError        bad input, nothing was written           (invalid_request)
         │   ├── InvalidKey         empty, too long, not UTF-8               (invalid_key)
         │   ├── ReservedKey        user key starting with "_"              (reserved_key)
-        │   ├── ValueTooLarge      value over max_value_bytes; size, limit  (value_too_large)
-        │   └── BatchTooLarge      batch over max_batch_ops/bytes; size, limit (batch_too_large)
+        │   ├── InvalidContentType not an RFC 9110 media type, non-ASCII,
+        │   │                      over 255 bytes                           (invalid_content_type)
+        │   ├── ValueTooLarge      value over a limit; size, limit, setting (value_too_large)
+        │   └── BatchTooLarge      batch over a limit; size, limit, setting (batch_too_large)
         ├── PreconditionFailed     If-Match / If-None-Match did not hold;
         │                          key, current_version                     (precondition_failed)
         ├── Compacted              asked for events older than the log;
@@ -50,6 +52,7 @@ __all__ = [
     "Compacted",
     "DataDirLocked",
     "EpochMismatch",
+    "InvalidContentType",
     "InvalidKey",
     "KvdbError",
     "PreconditionFailed",
@@ -95,13 +98,19 @@ class ReservedKey(ValidationError):
     code = "reserved_key"
 
 
-class _TooLarge(ValidationError):
-    """Something over a configured limit: ``size`` against ``limit``."""
+class InvalidContentType(ValidationError):
+    code = "invalid_content_type"
 
-    def __init__(self, message: str, *, size: int, limit: int) -> None:
-        super().__init__(message, size=size, limit=limit)
+
+class _TooLarge(ValidationError):
+    """Something over a configured limit: ``size`` against ``limit``, which ``setting`` (the
+    name in the configuration file, ``node.limits.max_value_size``) raises."""
+
+    def __init__(self, message: str, *, size: int, limit: int, setting: str) -> None:
+        super().__init__(message, size=size, limit=limit, setting=setting)
         self.size = size
         self.limit = limit
+        self.setting = setting
 
 
 class ValueTooLarge(_TooLarge):

@@ -29,7 +29,7 @@ from .replication import (
     read_inbound,
     read_knowledge,
 )
-from .validation import validate_key, validate_value
+from .validation import validate_content_type, validate_key, validate_value
 from .versions import VersionVector
 from .writer import GroupCommitWriter
 
@@ -95,6 +95,8 @@ class Replica:
             validate_key(item.key, self._limits)
             if item.value is not None:
                 validate_value(item.value, self._limits, item.key)
+            if item.content_type is not None:
+                validate_content_type(item.content_type, f"content type of {item.key[:40]!r}")
 
     async def finish_snapshot(
         self, source: str, epoch: str, seq: int, target_epoch: str | None = None

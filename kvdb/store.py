@@ -41,7 +41,7 @@ from .system import (
     list_system_records,
 )
 from .txn import META_HLC, META_LAST_SEQ, META_NODE_ID, WriteContext, read_u64
-from .validation import validate_batch, validate_key, validate_value
+from .validation import validate_batch, validate_content_type, validate_key, validate_value
 from .versions import Version
 from .writer import CommitListener, GroupCommitWriter, WriteTask
 
@@ -197,6 +197,8 @@ class Store:
     ) -> WriteResult:
         key_bytes = validate_key(key, self.limits)
         validate_value(value, self.limits, key)
+        if content_type is not None:
+            content_type = validate_content_type(content_type)
         task = _PutTask(key, key_bytes, value, content_type, if_version, if_absent)
         result: WriteResult = await self._writer.run(task)
         return result
@@ -223,6 +225,8 @@ class Store:
     ) -> WriteResult:
         key_bytes = validate_key(key, self.limits)
         validate_value(value, self.limits, key)
+        if content_type is not None:
+            content_type = validate_content_type(content_type)
         task = _PutTask(key, key_bytes, value, content_type, if_version, if_absent)
         result: WriteResult = self._writer.run_sync(task)
         return result

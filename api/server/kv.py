@@ -23,11 +23,14 @@ from ..node import Node
 from .auth import Role, TokenAuth
 from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
 from .kv_requests import (
+    VALUE_HEADERS,
+    content_type_header,
     etag,
     etags,
     item_json,
     key_from_raw_path,
     parse_batch,
+    served_content_type,
     too_large,
     version_header,
 )
@@ -43,7 +46,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
-OCTETS = b"application/octet-stream"
 MSGPACK_TYPES = (b"application/msgpack", b"application/x-msgpack", b"application/vnd.msgpack")
 _ALLOWED = {"/kv": "GET", "/kv/": "GET", "/kv/_batch": "POST"}
 _KEY_METHODS = "GET, HEAD, PUT, DELETE"
@@ -116,11 +118,10 @@ class KVEndpoints:
             if none_match.strip() != b"*":
                 raise BadRequest("If-None-Match on PUT supports only '*' (create if absent)")
             if_absent = True
-        content_type = headers.get(b"content-type")
         result = await self.node.store.put(
             key,
             body,
-            content_type=content_type.decode("latin-1") if content_type else None,
+            content_type=content_type_header(headers.get(b"content-type")),
             if_version=if_version,
             if_absent=if_absent,
         )
@@ -135,8 +136,8 @@ class KVEndpoints:
         extra = [(b"etag", tag), (b"x-kvdb-origin", entry.origin.encode())]
         if (none_match := headers.get(b"if-none-match")) is not None and tag in etags(none_match):
             return Reply(304, b"", None, extra)
-        content_type = entry.content_type.encode("latin-1") if entry.content_type else OCTETS
-        return Reply(200, entry.value, content_type, extra)
+        extra += VALUE_HEADERS
+        return Reply(200, entry.value, served_content_type(entry.content_type), extra)
 
     async def _delete(self, key: str, headers: dict[bytes, bytes]) -> Reply:
         if_version = version_header(headers.get(b"if-match"), "If-Match")

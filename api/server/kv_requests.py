@@ -11,18 +11,48 @@ import msgpack
 import orjson
 
 from kvdb import Delete, Entry, Put, Version
+from kvdb.validation import is_media_type, validate_content_type
 
 from .errors import BadRequest, PayloadTooLarge
 
 __all__ = [
+    "OCTETS",
+    "VALUE_HEADERS",
+    "content_type_header",
     "etag",
     "etags",
     "item_json",
     "key_from_raw_path",
     "parse_batch",
+    "served_content_type",
     "too_large",
     "version_header",
 ]
+
+OCTETS = b"application/octet-stream"
+# On every stored value served: browsers must not guess another type than the stored one, and
+# a value served as text/html or image/svg+xml runs no script and reaches nothing on the API's
+# origin (a sandbox makes its origin opaque), whoever stored it.
+VALUE_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; sandbox"),
+]
+
+
+def content_type_header(raw: bytes | None) -> str | None:
+    """The media type a PUT stores, from its ``Content-Type`` header (None: none given)."""
+    if not raw:
+        return None
+    return validate_content_type(raw.decode("latin-1").strip(" \t"), "the Content-Type header")
+
+
+def served_content_type(content_type: str | None) -> bytes:
+    """The ``Content-Type`` a stored value is served with. A type stored before types were
+    checked (or by an older peer) that is not a valid media type is served as octets: it
+    must never reach the response head as it is."""
+    if content_type and is_media_type(content_type):
+        return content_type.encode()
+    return OCTETS
 
 
 def key_from_raw_path(raw_path: bytes) -> str:
@@ -89,7 +119,7 @@ def parse_batch(body: bytes, *, binary: bool) -> list[Put | Delete]:
                 Put(
                     key,
                     _batch_value(item, where, binary),
-                    item.get("content_type"),
+                    validate_content_type(item.get("content_type"), f"{where}.content_type"),
                     if_version,
                     bool(item.get("if_absent", False)),
                 )
