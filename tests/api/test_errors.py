@@ -41,7 +41,11 @@ def test_every_package_root_has_the_one_shape(root: type[StructuredError]) -> No
             412,
             {"error": "precondition_failed", "key": "k", "current_version": None},
         ),
-        (ValueTooLarge("m", size=9, limit=8), 413, {"size": 9, "limit": 8}),
+        (
+            ValueTooLarge("m", size=9, limit=8, setting="node.limits.max_value_size"),
+            413,
+            {"size": 9, "limit": 8, "setting": "node.limits.max_value_size"},
+        ),
         (UnknownStream("s"), 404, {"error": "unknown_stream", "name": "s"}),
         (InvalidPattern("(", "missing )"), 400, {"error": "invalid_pattern", "pattern": "("}),
         (HandlerInUse("h", ["r"]), 409, {"error": "handler_in_use", "routes": ["r"]}),

@@ -103,15 +103,17 @@ def test_longest_key_is_accepted(store: Store) -> None:
     assert store.get("k" * 511) is not None
 
 
-def test_value_and_batch_limits_name_the_limit(tmp_path: Path) -> None:
+def test_value_and_batch_limits_name_the_setting(tmp_path: Path) -> None:
+    """Errors name a limit as the configuration file sets it (#17)."""
     limits = Limits(max_value_bytes=10, max_batch_ops=3, max_batch_bytes=25)
     with Store(StoreConfig(data_dir=tmp_path / "d", limits=limits)) as store:
         store.put_sync("k", b"x" * 10)
-        with pytest.raises(ValueTooLarge, match="max_value_bytes") as info:
+        with pytest.raises(ValueTooLarge, match=r"\(node\.limits\.max_value_size\)") as info:
             store.put_sync("k", b"x" * 11)
         assert (info.value.size, info.value.limit) == (11, 10)
-        with pytest.raises(BatchTooLarge, match="max_batch_ops"):
+        assert info.value.fields["setting"] == "node.limits.max_value_size"
+        with pytest.raises(BatchTooLarge, match=r"\(node\.limits\.max_batch_ops\)"):
             store.batch_sync([Put(f"k{i}", b"") for i in range(4)])
-        with pytest.raises(BatchTooLarge, match="max_batch_bytes"):
+        with pytest.raises(BatchTooLarge, match=r"\(node\.limits\.max_batch_size\)"):
             store.batch_sync([Put("a", b"x" * 10), Put("b", b"x" * 10), Put("c", b"x" * 10)])
         assert store.last_seq == 1
