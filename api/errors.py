@@ -11,9 +11,12 @@ every package's errors share (``code``, ``message``, ``fields``; see ``kvdb/erro
         ├── BadRequest            malformed request (query, header, body)    (bad_request...)
         ├── Unauthorized          missing or unknown bearer token            (unauthorized)
         ├── Forbidden             the token lacks the role                   (forbidden)
+        │   ├── HostNotAllowed    a Host that is no name of this node        (host_not_allowed)
+        │   └── CrossSiteRequest  another origin's page changing state       (cross_site_request)
         ├── NotFound              no such key or route                       (not_found)
         ├── MethodNotAllowed      with the methods the path allows           (method_not_allowed)
-        └── PayloadTooLarge       a body over the configured limit           (payload_too_large)
+        ├── PayloadTooLarge       a body over the configured limit           (payload_too_large)
+        └── UnsupportedMediaType  a body of a type not accepted here    (unsupported_media_type)
 
 The client SDK's errors describe another node's answer, not this process: they have their own
 root, ``client.ClientError`` (``client/errors.py``), of the same shape.

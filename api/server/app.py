@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from kvdb import StructuredError
 
@@ -27,6 +28,7 @@ from .auth import Role, TokenAuth
 from .dependencies import require
 from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
 from .event_json import EventEncoder
+from .guard import CORS_HEADERS, RequestGuard
 from .kv import KVEndpoints, Receive, Scope, Send
 from .kv_openapi import ERROR_SCHEMA, KV_PATHS
 from .metrics import CONTENT_TYPE, HttpMetrics, build_registry, render_metrics
@@ -45,23 +47,37 @@ __all__ = ["KvdbApp", "create_app"]
 
 class KvdbApp:
     """Routes ``/kv`` and ``/kv/...`` to the key-value endpoints and everything else to
-    FastAPI; the lifespan starts the node and stops it."""
+    FastAPI, once the request guard (``guard.py``) let it through, with CORS for the
+    configured origins; the lifespan starts the node and stops it."""
 
     def __init__(self, node: Node, api: FastAPI, kv: KVEndpoints) -> None:
         self.node = node
         self.api = api
         self.kv = kv
+        self.guard = kv.guard
         self.startup_error: StructuredError | None = None
+        self._serve: Any = self._route
+        if self.guard.cors_origins:
+            self._serve = CORSMiddleware(
+                self._route, allow_origins=sorted(self.guard.cors_origins), **CORS_HEADERS
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+            return
+        refusal = self.guard.refusal(scope)
+        if refusal is not None:
+            await _refuse(scope, send, refusal)
+            return
+        await self._serve(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path == "/kv" or path.startswith("/kv/"):
                 await self.kv(scope, receive, send)
                 return
-        elif scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
-            return
         await self.api(scope, receive, send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
@@ -83,6 +99,22 @@ class KvdbApp:
             await send({"type": "lifespan.shutdown.failed", "message": _failure(exc)})
             raise
         await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _refuse(scope: Scope, send: Send, exc: Exception) -> None:
+    """Answer a request the guard refused with the error document; a WebSocket handshake
+    gets it as an HTTP response where the server can send one (else a close: 403)."""
+    status, body, _ = error_response_parts(exc)
+    start = {"status": status, "headers": [(b"content-type", b"application/json"),
+                                           (b"content-length", b"%d" % len(body))]}  # fmt: skip
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", **start})
+        await send({"type": "http.response.body", "body": body})
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", **start})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def _failure(exc: Exception) -> str:
@@ -173,7 +205,8 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
         return Response(render_metrics(registry), media_type=CONTENT_TYPE)
 
     api.openapi = _openapi_with_kv_paths(api)  # type: ignore[method-assign]
-    return KvdbApp(node, api, KVEndpoints(node, auth, http))
+    guard = RequestGuard(node.settings.server)
+    return KvdbApp(node, api, KVEndpoints(node, auth, http, guard))
 
 
 def _stream_summary(stats: dict[str, Any]) -> dict[str, Any]:

@@ -30,12 +30,15 @@ from ..errors import ApiError, NodeNotStarted
 __all__ = [
     "HTTP_STATUS",
     "BadRequest",
+    "CrossSiteRequest",
     "Forbidden",
+    "HostNotAllowed",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "RequestError",
     "Unauthorized",
+    "UnsupportedMediaType",
     "error_body",
     "error_document",
     "error_response_parts",
@@ -67,6 +70,18 @@ class Forbidden(RequestError):
     code = "forbidden"
 
 
+class HostNotAllowed(Forbidden):
+    """The ``Host`` is no name of this node: a DNS-rebinding page, or a name to allow."""
+
+    code = "host_not_allowed"
+
+
+class CrossSiteRequest(Forbidden):
+    """A browser page of another origin tried to change state or subscribe."""
+
+    code = "cross_site_request"
+
+
 class NotFound(RequestError):
     code = "not_found"
 
@@ -84,6 +99,10 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(RequestError):
+    code = "unsupported_media_type"
+
+
 HTTP_STATUS: dict[type[StructuredError], int] = {
     # api
     RequestError: 400,
@@ -92,6 +111,7 @@ HTTP_STATUS: dict[type[StructuredError], int] = {
     NotFound: 404,
     MethodNotAllowed: 405,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     NodeNotStarted: 503,
     # kvdb
     kvdb.ValidationError: 400,

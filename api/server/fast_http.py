@@ -32,6 +32,9 @@ log = logging.getLogger("kvdb.api")
 
 _FAST_METHODS = {b"GET": "get", b"HEAD": "get", b"PUT": "put", b"DELETE": "delete"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Requests a browser page sends go the ASGI way, where the request guard checks their origin
+# and CORS answers them; the fast path checks only the Host of the others.
+_FROM_A_BROWSER = frozenset({b"origin", b"sec-fetch-site"})
 
 
 class KvdbHttpProtocol(HttpToolsProtocol):
@@ -53,17 +56,19 @@ class KvdbHttpProtocol(HttpToolsProtocol):
         method = self.parser.get_method()
         op = _FAST_METHODS.get(method)
         url = self.url
+        headers: dict[bytes, bytes] = {}
         if (
             op is None
             or not url.startswith(b"/kv/")
             or self.root_path
             or self.parser.should_upgrade()
             or url.split(b"?", 1)[0] == b"/kv/_batch"  # POST only: answered as a 405 by ASGI
+            or _FROM_A_BROWSER.intersection(headers := dict(self.headers))  # guard and CORS
         ):
             super().on_headers_complete()
             return
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        cycle = _FastCycle(self, op, method, url, dict(self.headers), keep_alive)
+        cycle = _FastCycle(self, op, method, url, headers, keep_alive)
         existing = self.cycle
         self.cycle = cycle  # type: ignore[assignment]
         if existing is None or existing.response_complete:
@@ -126,11 +131,12 @@ class _FastCycle:
         self._received = False  # the whole request is parsed
         self._started = False  # it is this request's turn to be answered
         self._refusal: Exception | None = None
-        if op == "put":
-            try:
+        try:
+            protocol.kv.guard.check_host(headers.get(b"host"))
+            if op == "put":
                 protocol.kv.check_body_size(headers)
-            except Exception as exc:
-                self._refusal = exc
+        except Exception as exc:
+            self._refusal = exc
 
     # -- the request --------------------------------------------------------------------------
 

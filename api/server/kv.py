@@ -10,6 +10,7 @@ these paths in the same OpenAPI schema as the FastAPI routes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NamedTuple
@@ -22,8 +23,11 @@ from kvdb.store import MAX_SCAN_LIMIT
 from ..node import Node
 from .auth import Role, TokenAuth
 from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
+from .guard import RequestGuard
 from .kv_requests import (
     VALUE_HEADERS,
+    batch_body_limit,
+    batch_encoding,
     content_type_header,
     etag,
     etags,
@@ -46,7 +50,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
-MSGPACK_TYPES = (b"application/msgpack", b"application/x-msgpack", b"application/vnd.msgpack")
+_PARSE_INLINE = 256 * 1024
 _ALLOWED = {"/kv": "GET", "/kv/": "GET", "/kv/_batch": "POST"}
 _KEY_METHODS = "GET, HEAD, PUT, DELETE"
 
@@ -70,10 +74,13 @@ def operation(path: str, method: str) -> str:
 
 
 class KVEndpoints:
-    def __init__(self, node: Node, auth: TokenAuth, metrics: HttpMetrics) -> None:
+    def __init__(
+        self, node: Node, auth: TokenAuth, metrics: HttpMetrics, guard: RequestGuard
+    ) -> None:
         self.node = node
         self.auth = auth
         self.metrics = metrics
+        self.guard = guard  # checked by the app, and by the fast protocol for its requests
 
     # -- single keys: shared by both front ends -----------------------------------------------
 
@@ -212,17 +219,17 @@ class KVEndpoints:
         return Reply(200, payload, JSON, [])
 
     async def _batch(self, headers: dict[bytes, bytes], receive: Receive) -> Reply:
-        limits = self.node.store.limits
-        # Room for JSON quoting and base64 around max_batch_bytes of keys and values.
-        limit = limits.max_batch_bytes * 2 + 1_000_000
+        binary = batch_encoding(headers.get(b"content-type"))
+        limit = batch_body_limit(self.node.store.limits)
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large("batch", int(declared), limit, "max_batch_size")
         body = await _read_body(receive, limit, "max_batch_size")
-        content_type = headers.get(b"content-type", JSON).split(b";")[0].strip().lower()
-        result = await self.node.store.batch(
-            parse_batch(body, binary=content_type in MSGPACK_TYPES)
-        )
+        if len(body) > _PARSE_INLINE:  # a big batch parses off the event loop
+            ops = await asyncio.to_thread(parse_batch, body, binary=binary)
+        else:
+            ops = parse_batch(body, binary=binary)
+        result = await self.node.store.batch(ops)
         payload = orjson.dumps(
             {
                 "txn": result.txn,
@@ -241,19 +248,18 @@ class KVEndpoints:
 
 
 async def _read_body(receive: Receive, limit: int, setting: str) -> bytes:
-    chunks = []
-    size = 0
+    """The body, read as it arrives; refused as soon as it passes ``limit`` (the server then
+    discards the rest as it arrives, keeping none of it)."""
+    body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise BadRequest("the client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
+        body += message.get("body", b"")
+        if len(body) > limit:
             raise too_large("body", None, limit, setting)
-        chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return bytes(body)
 
 
 async def _send_reply(send: Send, reply: Reply, *, head: bool) -> None:

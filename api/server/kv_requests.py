@@ -10,14 +10,17 @@ from urllib.parse import unquote_to_bytes
 import msgpack
 import orjson
 
-from kvdb import Delete, Entry, Put, Version
+from kvdb import Delete, Entry, Limits, Put, Version
 from kvdb.validation import is_media_type, validate_content_type
 
-from .errors import BadRequest, PayloadTooLarge
+from .dependencies import is_json
+from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = [
     "OCTETS",
     "VALUE_HEADERS",
+    "batch_body_limit",
+    "batch_encoding",
     "content_type_header",
     "etag",
     "etags",
@@ -37,6 +40,31 @@ VALUE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"content-security-policy", b"default-src 'none'; sandbox"),
 ]
+
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+BATCH_OP_FRAMING = 512  # bytes of JSON or msgpack around one op's key and value, at most
+
+
+def batch_encoding(content_type: bytes | None) -> bool:
+    """True for a msgpack batch, False for JSON; any other body is refused (415): a form or
+    text body, which a page of any site may send, cannot pass for a batch."""
+    text = (content_type or b"").decode("latin-1")
+    if text.split(";", 1)[0].strip().lower() in MSGPACK_TYPES:
+        return True
+    if is_json(text):
+        return False
+    raise UnsupportedMediaType(
+        "a batch is JSON ('Content-Type: application/json') or msgpack "
+        f"('Content-Type: application/msgpack'), not {text[:60] or 'a body without a type'!r}",
+        content_type=text[:100] or None,
+    )
+
+
+def batch_body_limit(limits: Limits) -> int:
+    """The largest batch body read: the batch limit plus the framing of its ops. Binary
+    values travel best as msgpack (JSON's base64 adds a third)."""
+    return limits.max_batch_bytes + BATCH_OP_FRAMING * limits.max_batch_ops
 
 
 def content_type_header(raw: bytes | None) -> str | None:

@@ -1,7 +1,9 @@
-"""The ``server:`` section: address, tokens, logging and live-subscription limits."""
+"""The ``server:`` section: address, tokens, who may call (hosts and origins), logging and
+live-subscription limits."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr
@@ -27,6 +29,32 @@ class TokenSettings(Section):
     name: str | None = None
 
 
+_HOST = re.compile(r"\*|\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
+_ORIGIN = re.compile(r"\*|https?://[^/?#\s]+")
+
+
+def _host_name(name: str) -> str:
+    """A name the node may be reached by: ``db.example.com``, ``.example.com`` (and every
+    name under it), or ``*`` (any); no port."""
+    name = name.strip().lower()
+    if not _HOST.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a host name: give a name such as 'kvdb.example.com', "
+            "'.example.com' for every name under it, or '*' for any (no scheme, no port)"
+        )
+    return name
+
+
+def _origin(origin: str) -> str:
+    origin = origin.strip().lower().rstrip("/")
+    if not _ORIGIN.fullmatch(origin):
+        raise ValueError(
+            f"{origin!r} is not an origin: give 'scheme://host[:port]' as browsers send it "
+            "(such as 'https://app.example.com'), without a path, or '*' for any"
+        )
+    return origin
+
+
 class SubscriptionSettings(Section):
     """Limits of each live subscription (WebSocket, SSE, long-poll)."""
 
@@ -43,4 +71,8 @@ class ServerSettings(Section):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     tokens: tuple[TokenSettings, ...] = ()
     allow_unauthenticated_remote: bool = False
+    # Names (besides IP addresses, localhost and the bound host) the node answers to.
+    allowed_hosts: tuple[Annotated[str, AfterValidator(_host_name)], ...] = ()
+    # Web origins whose pages may write and subscribe, with CORS (besides the node's own).
+    cors_origins: tuple[Annotated[str, AfterValidator(_origin)], ...] = ()
     subscriptions: SubscriptionSettings = SubscriptionSettings()

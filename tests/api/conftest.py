@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import uvicorn
@@ -16,6 +17,17 @@ from fastapi.testclient import TestClient
 from api import Settings, create_app, load_settings
 from api.server.run import uvicorn_config
 from tests.conftest import eventually_sync
+
+
+class LocalClient(TestClient):
+    """The ASGI test client as a program on the node's machine reaches it: at ``localhost``
+    (a node without tokens refuses other host names, such as the default ``testserver``)."""
+
+    def __init__(self, app: Any, base_url: str = "http://localhost", **kwargs: Any) -> None:
+        super().__init__(app, base_url=base_url, **kwargs)
+
+    def websocket_connect(self, url: str, *args: Any, **kwargs: Any) -> Any:
+        return super().websocket_connect(urljoin("ws://localhost", url), *args, **kwargs)
 
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
@@ -30,7 +42,7 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(tmp_path))) as test_client:
+    with LocalClient(create_app(make_settings(tmp_path))) as test_client:
         yield test_client
 
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from api import Settings, create_app, load_settings
 from api.errors import ConfigError
 from api.server.run import check_protected_mode
+from tests.api.conftest import LocalClient
 
 READ = "read-token-0123456789"
 WRITE = "write-token-0123456789"
@@ -23,7 +24,7 @@ def secured(settings_factory: Callable[..., Settings]) -> TestClient:
         {"token": WRITE, "role": "write"},
         {"token": ADMIN, "role": "admin"},
     ]
-    return TestClient(create_app(settings_factory(server={"tokens": tokens})))
+    return LocalClient(create_app(settings_factory(server={"tokens": tokens})))
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app, load_settings
+from tests.api.conftest import LocalClient
 from tests.conftest import eventually_sync
 from tests.eventbus import sample_handlers
 
@@ -178,7 +179,7 @@ def test_replay_roles_and_results(settings_factory: Callable[..., Settings]) -> 
     tokens = [{"token": READ, "role": "read"}, {"token": ADMIN, "role": "admin"}]
     admin = {"authorization": f"Bearer {ADMIN}"}
     reader = {"authorization": f"Bearer {READ}"}
-    with TestClient(create_app(settings_factory(server={"tokens": tokens}))) as client:
+    with LocalClient(create_app(settings_factory(server={"tokens": tokens}))) as client:
         for i in range(5):
             client.put(f"/kv/k{i}", content=b"v", headers=admin)
         body = {"name": "h", "python": "tests.eventbus.sample_handlers:on_event"}
@@ -212,7 +213,7 @@ aggregations:
 """
     )
     settings = load_settings(config)
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         client.put("/kv/orders/1", content=b'{"total": 5}')
         client.put("/kv/orders/2", content=b'{"total": 7}')
         eventually_sync(
@@ -251,12 +252,12 @@ def test_api_definitions_survive_a_restart(
 ) -> None:
     settings = settings_factory()
     audit = tmp_path / "audit.jsonl"
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         client.post("/bus/handlers", json={"name": "audit", "log": {"path": str(audit)}})
         client.post("/bus/routes", json={"name": "all", "handler_names": ["audit"]})
         client.put("/kv/a", content=b"1")
         eventually_sync(lambda: len(log_lines(audit)) == 1)
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         assert client.get("/bus/handlers/audit").json()["source"] == "stored"
         client.put("/kv/b", content=b"2")
         eventually_sync(lambda: len(log_lines(audit)) >= 2)

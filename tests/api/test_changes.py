@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app
+from tests.api.conftest import LocalClient
 
 
 def fill(client: TestClient) -> None:
@@ -81,7 +82,7 @@ def test_bad_input(client: TestClient, params: dict[str, str], code: str, messag
 def test_compacted_is_410_with_oldest_seq(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory(node={"retention": {"max_events": 2, "compaction_interval": "1h"}})
     app = create_app(settings)
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         for i in range(5):
             client.put(f"/kv/k{i}", content=b"v")
         app.node.store.compact_sync()
@@ -151,7 +152,7 @@ def test_sse_events_ids_and_last_event_id(client: TestClient) -> None:
 
 def test_sse_announces_caught_up_and_progress(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory(server={"subscriptions": {"progress_interval": "50ms"}})
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         client.put("/kv/a", content=b"1")
 
         def later() -> None:

@@ -36,6 +36,8 @@ def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The pages' Content-Security-Policy must not block what they need.
+    page.on("console", lambda m: errors.append(m.text) if "Security Policy" in m.text else None)
     page.set_default_timeout(10_000)
     yield page
     page.close()

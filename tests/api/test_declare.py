@@ -20,6 +20,7 @@ from api import Node, create_app, load_settings
 from api.errors import ConfigError
 from compute import Count, StreamPipeline, Tumbling
 from kvdb import Store
+from tests.api.conftest import LocalClient
 from tests.conftest import eventually_sync
 
 
@@ -54,7 +55,7 @@ class NodeFiles:
             settings = load_settings(self.path)
         else:  # as `kvdb serve --data-dir DIR`, with no --config
             settings = load_settings(overrides={"node": {"data_dir": str(self.data)}})
-        with TestClient(create_app(settings)) as client:
+        with LocalClient(create_app(settings)) as client:
             yield client
 
 

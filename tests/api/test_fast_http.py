@@ -50,7 +50,7 @@ def read_response(
 
 def request(method: str, path: str, body: bytes = b"", extra: str = "") -> bytes:
     return (
-        f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode()
+        f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode()
         + body
     )
 
@@ -109,7 +109,7 @@ def test_head_and_conditional_get(live_server: LiveServer) -> None:
 def test_expect_100_continue(live_server: LiveServer, limited_server: LiveServer) -> None:
     with connect(live_server) as sock:
         sock.sendall(
-            b"PUT /kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+            b"PUT /kv/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         )
         buffer = bytearray()
         assert read_response(sock, buffer)[0] == 100
@@ -117,7 +117,7 @@ def test_expect_100_continue(live_server: LiveServer, limited_server: LiveServer
         assert read_response(sock, buffer)[0] == 200
     with connect(limited_server) as sock:  # too large: refused before the body is sent
         sock.sendall(
-            b"PUT /kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
+            b"PUT /kv/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
         )
         buffer = bytearray()
         status, headers, body = read_response(sock, buffer)
@@ -132,7 +132,7 @@ def test_values_over_the_limit(limited_server: LiveServer) -> None:
         status, _, body = read_response(sock, buffer)
         assert status == 413 and b"payload_too_large" in body
         chunked = (
-            b"PUT /kv/y HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"PUT /kv/y HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
             + b"".join(b"%x\r\n%s\r\n" % (600, b"y" * 600) for _ in range(3))
             + b"0\r\n\r\n"
         )
@@ -146,7 +146,7 @@ def test_values_over_the_limit(limited_server: LiveServer) -> None:
 def test_http_1_0_and_connection_close(live_server: LiveServer) -> None:
     for raw in (
         b"GET /kv/none HTTP/1.0\r\n\r\n",
-        b"GET /kv/none HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"GET /kv/none HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     ):
         with connect(live_server) as sock:
             sock.sendall(raw)
@@ -172,7 +172,7 @@ def test_errors_and_keys_on_the_fast_path(live_server: LiveServer) -> None:
 
 def test_client_leaving_mid_request_does_not_disturb_others(live_server: LiveServer) -> None:
     with connect(live_server) as sock:
-        sock.sendall(b"PUT /kv/half HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly-part")
+        sock.sendall(b"PUT /kv/half HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly-part")
     with connect(live_server) as sock:
         sock.sendall(request("PUT", "/kv/after", b"v"))
         assert read_response(sock, bytearray())[0] == 200

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app
+from tests.api.conftest import LocalClient
 
 
 def test_put_get_delete_round_trip(client: TestClient) -> None:
@@ -205,7 +206,7 @@ def test_bad_batches(client: TestClient, body: bytes, message: str) -> None:
 
 def test_limits_give_413_and_name_the_setting(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory(node={"limits": {"max_value_size": "1KiB", "max_batch_ops": 2}})
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         too_big = client.put("/kv/k", content=b"x" * 1025)
         assert too_big.status_code == 413
         assert "max_value_size" in too_big.json()["message"]
@@ -218,7 +219,7 @@ def test_limits_give_413_and_name_the_setting(settings_factory: Callable[..., Se
 
 def test_full_store_is_507(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory(node={"map_size": "1MiB", "max_map_size": "1MiB"})
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         statuses = {client.put(f"/kv/k{i}", content=b"x" * 50_000).status_code for i in range(40)}
         assert statuses == {200, 507}
         response = client.put("/kv/more", content=b"x" * 50_000)

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app
+from tests.api.conftest import LocalClient
 from tests.conftest import eventually_sync
 
 STREAM = (
@@ -182,7 +183,7 @@ def test_roles(settings_factory: Callable[..., Settings]) -> None:
             "tokens": [{"token": "r" * 20, "role": "read"}, {"token": "a" * 20, "role": "admin"}]
         }
     )
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         reader, admin = (
             {"authorization": "Bearer " + "r" * 20},
             {"authorization": "Bearer " + "a" * 20},
@@ -201,11 +202,11 @@ def test_roles(settings_factory: Callable[..., Settings]) -> None:
 
 def test_sql_pipelines_come_back_after_a_restart(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory()
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         client.post("/sql", content=STREAM + PIPELINE)
         bid(client, 1, "08:05", 4.0)
         assert eventually_sync(lambda: results(client)["rows"])
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         assert results(client)["rows"][0]["total"] == 4.0
         bid(client, 2, "08:06", 1.0)
         assert eventually_sync(lambda: results(client)["rows"][0]["total"] == 5.0)

@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app, load_settings
+from tests.api.conftest import LocalClient
 
 
 def test_crud(client: TestClient) -> None:
@@ -63,7 +64,7 @@ streams:
     start_from: earliest
 """
     )
-    with TestClient(create_app(load_settings(path))) as client:
+    with LocalClient(create_app(load_settings(path))) as client:
         stream = client.get("/streams/audit").json()
         assert stream["event_types"] == ["DELETE"] and stream["enable_persistence"] is True
 
@@ -93,9 +94,9 @@ def test_yaml_stream_errors_name_the_field(tmp_path: Path) -> None:
 
 def test_api_created_streams_survive_a_restart(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory()
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         client.post("/streams", json={"name": "kept", "enable_persistence": True})
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         assert client.get("/streams/kept").status_code == 200
 
 
@@ -108,7 +109,7 @@ def test_a_stream_dropped_from_the_yaml_is_orphaned_until_pruned(tmp_path: Path)
     node = f'node: {{data_dir: "{tmp_path / "data"}"}}\n'
     stream = "  - {{name: {}, enable_persistence: true, start_from: earliest}}\n"
     path.write_text(node + "streams:\n" + stream.format("audit") + stream.format("billing"))
-    with TestClient(create_app(load_settings(path))) as client:
+    with LocalClient(create_app(load_settings(path))) as client:
         assert client.post("/streams", json={"name": "adhoc"}).status_code == 201
         assert client.put("/kv/k", content=b"v").status_code in (200, 201)
         with client.websocket_connect("/ws/changes?stream=billing") as ws:
@@ -119,14 +120,14 @@ def test_a_stream_dropped_from_the_yaml_is_orphaned_until_pruned(tmp_path: Path)
         assert store.get_checkpoint("stream/billing/ws") is not None
 
     path.write_text(node + "streams:\n" + stream.format("audit"))
-    with TestClient(create_app(load_settings(path))) as client:
+    with LocalClient(create_app(load_settings(path))) as client:
         streams = {s["name"]: s["orphaned"] for s in client.get("/streams").json()["streams"]}
         assert streams == {"adhoc": False, "audit": False, "billing": True}
         store = client.app.node.store  # type: ignore[attr-defined]
         assert store.get_checkpoint("stream/billing/ws") is not None  # kept, still pinning
 
     path.write_text(node + "prune: true\n")
-    with TestClient(create_app(load_settings(path))) as client:
+    with LocalClient(create_app(load_settings(path))) as client:
         names = [s["name"] for s in client.get("/streams").json()["streams"]]
         assert names == ["adhoc"]  # the API-created stream is not the file's to remove
         store = client.app.node.store  # type: ignore[attr-defined]

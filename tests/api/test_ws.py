@@ -11,6 +11,7 @@ from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from api import Settings, create_app
+from tests.api.conftest import LocalClient
 
 
 def receive_until(ws: WebSocketTestSession, kind: str) -> list[dict[str, Any]]:
@@ -50,7 +51,7 @@ def test_caught_up_is_sent_even_when_there_is_nothing(client: TestClient) -> Non
 def test_filters_and_progress_bookmarks(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory(server={"subscriptions": {"progress_interval": "50ms"}})
     with (
-        TestClient(create_app(settings)) as client,
+        LocalClient(create_app(settings)) as client,
         client.websocket_connect("/ws/changes?pattern=users/.*&type=INSERT") as ws,
     ):
         assert ws.receive_json()["type"] == "caught_up"
@@ -168,7 +169,7 @@ def test_bad_subscriptions_are_refused_clearly(client: TestClient, query: str, c
 def test_compacted_since(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory(node={"retention": {"max_events": 1, "compaction_interval": "1h"}})
     app = create_app(settings)
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         for i in range(4):
             client.put(f"/kv/k{i}", content=b"v")
         app.node.store.compact_sync()
@@ -180,7 +181,7 @@ def test_compacted_since(settings_factory: Callable[..., Settings]) -> None:
 def test_tokens_apply_to_websockets(settings_factory: Callable[..., Settings]) -> None:
     token = "reader-token-0123456789"
     settings = settings_factory(server={"tokens": [{"token": token, "role": "read"}]})
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         with client.websocket_connect("/ws/changes") as ws:
             assert ws.receive_json()["code"] == "unauthorized"
         with client.websocket_connect(f"/ws/changes?access_token={token}") as ws:

@@ -16,7 +16,7 @@ GOOD = [
     'multipart/form-data; boundary="a b;c"',
     "application/vnd.api+json",
     "text/plain;",
-    "a/b; x=\"q\\\"uoted\"",
+    'a/b; x="q\\"uoted"',
     "t/" + "s" * 253,
 ]
 BAD = [
@@ -29,7 +29,7 @@ BAD = [
     "text/plain; charset",
     "text/plain; charset=",
     "text/pl ain",
-    "text/plain; a=\"unterminated",
+    'text/plain; a="unterminated',
     "t/" + "s" * 254,  # 256 bytes
     " text/plain",
 ]

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from kvdb import Put, Store, StorageError, WriteResult, WriteTask
+from kvdb import Put, StorageError, Store, WriteResult, WriteTask
 from kvdb.txn import WriteContext
 
 

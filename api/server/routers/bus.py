@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
@@ -33,14 +33,13 @@ from ...settings.base import defaults_of
 from ...settings.bus import HandlerSettings, RouteSettings
 from ...settings.problems import describe_validation_errors
 from ..auth import Role
-from ..dependencies import auth_of, authorization_of, node_of, require
+from ..dependencies import JsonBody, auth_of, authorization_of, node_of, require
 from ..errors import BadRequest
 from ..metrics import StatFamilies, histogram_buckets
 
 __all__ = ["BusCollector", "bus_summary", "router"]
 
 router = APIRouter(prefix="/bus", tags=["event bus"])
-JsonBody = Annotated[Any, Body()]
 MAX_PAGE = 1000
 
 
@@ -225,7 +224,7 @@ class RedriveBody(BaseModel):
 
 
 @router.post("/dead-letters/redrive", dependencies=[require(Role.ADMIN)])
-async def redrive_dead_letters(request: Request, body: JsonBody = None) -> dict[str, Any]:
+async def redrive_dead_letters(request: Request, body: JsonBody) -> dict[str, Any]:
     """Re-drive up to ``limit`` dead letters (of ``handler``), oldest first; a handler whose
     re-drive fails keeps its remaining letters for later."""
     parsed: RedriveBody = _parse(RedriveBody, body if body is not None else {}, "re-drive")

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from ..errors import NotFound
+from .console import page_headers
 
 __all__ = ["router"]
 
@@ -53,12 +54,12 @@ _REDOC = """<!doctype html>
 
 @router.get("/docs")
 async def swagger_ui() -> HTMLResponse:
-    return HTMLResponse(_SWAGGER)
+    return HTMLResponse(_SWAGGER, headers=page_headers())
 
 
 @router.get("/redoc")
 async def redoc() -> HTMLResponse:
-    return HTMLResponse(_REDOC)
+    return HTMLResponse(_REDOC, headers=page_headers(inline_styles=True))
 
 
 @functools.cache

@@ -8,20 +8,19 @@ nothing and keeps its checkpoints) until DELETE removes it (``changestream/decla
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from changestream import StreamConfig
 
 from ..auth import Role
-from ..dependencies import node_of, require
+from ..dependencies import JsonBody, node_of, require
 from ..errors import BadRequest
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/streams", tags=["streams"])
-JsonBody = Annotated[Any, Body()]
 
 
 def _config_from(body: Any, name: str | None = None) -> StreamConfig:

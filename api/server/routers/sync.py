@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError as PydanticValidationError
 
 from sync import SyncConfig
@@ -31,8 +31,8 @@ from sync.protocol import (
 from ...settings.problems import describe_validation_errors
 from ...settings.sync import SyncSettings
 from ..auth import Role
-from ..dependencies import node_of, require
-from ..errors import BadRequest, PayloadTooLarge
+from ..dependencies import JsonBody, node_of, read_body, require
+from ..errors import BadRequest
 
 __all__ = ["router"]
 
@@ -48,21 +48,8 @@ _MAX_CONFLICT_PAGE = 1000
 
 
 async def _body(request: Request) -> bytes:
-    """The request body, refused by ``Content-Length`` or as soon as it passes the limit."""
     limit = node_of(request).store.limits.max_batch_bytes + 1024 * 1024
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"a sync batch may carry at most {limit} bytes; send smaller batches")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"a sync batch may carry at most {limit} bytes; send smaller batches"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request, limit, "a sync batch (send smaller batches)")
 
 
 @router.post("/handshake", openapi_extra=MSGPACK_BODY)
@@ -102,7 +89,7 @@ async def list_processors(request: Request) -> dict[str, Any]:
 
 
 @router.post("/processors", status_code=201)
-async def create_processor(request: Request, body: Annotated[Any, Body()]) -> dict[str, Any]:
+async def create_processor(request: Request, body: JsonBody) -> dict[str, Any]:
     """A sync processor made through the API (the YAML's ``sync:`` entry shape, durations in
     units, or a ``SyncConfig``'s fields in ms); it is stored and survives restarts."""
     processor = await node_of(request).sync.create(_config_of(body))
