@@ -41,9 +41,22 @@ class ConsumerStats:
     pending: int
     buffer_fill: float
     oldest_seq: int | None  # set when the state is "compacted": the log now starts there
+    attached: bool = True  # False: a durable checkpoint whose consumer is not connected
+    pins: int | None = None  # the change log is kept after this seq for it (durable only)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def detached(cls, name: str, checkpoint: int, store: Store, clock: Clock) -> ConsumerStats:
+        """What a durable checkpoint whose consumer is not attached holds: it still pins the
+        change log, and its lag grows until the consumer comes back or is deleted."""
+        lag_events, lag_ms = _lag(store, clock, checkpoint)
+        return cls(
+            name=name, state="detached", checkpoint=checkpoint, delivered=0, batches=0,
+            failures=0, overflows=0, lag_events=lag_events, lag_ms=lag_ms, pending=0,
+            buffer_fill=0.0, oldest_seq=None, attached=False, pins=checkpoint,
+        )  # fmt: skip
 
 
 class Consumer:
@@ -99,15 +112,7 @@ class Consumer:
 
     def stats(self) -> ConsumerStats:
         cursor = self.cursor
-        lag_events = max(0, self._store.last_seq - self.checkpoint)
-        lag_ms = 0.0
-        if lag_events:
-            try:
-                oldest = self._store.read_changes(self.checkpoint, limit=1)
-            except Compacted:
-                oldest = []
-            if oldest:
-                lag_ms = max(0.0, self._clock.now_ms() - oldest[0].ts)
+        lag_events, lag_ms = _lag(self._store, self._clock, self.checkpoint)
         return ConsumerStats(
             name=self.name,
             state=cursor.state.value,
@@ -121,4 +126,19 @@ class Consumer:
             pending=cursor.pending,
             buffer_fill=cursor.pending / cursor.buffer_size,
             oldest_seq=cursor.compacted.oldest_seq if cursor.compacted else None,
+            pins=self.checkpoint if self.persist else None,
         )
+
+
+def _lag(store: Store, clock: Clock, checkpoint: int) -> tuple[int, float]:
+    """Events after ``checkpoint``, and the age in ms of the oldest of them."""
+    lag_events = max(0, store.last_seq - checkpoint)
+    lag_ms = 0.0
+    if lag_events:
+        try:
+            oldest = store.read_changes(checkpoint, limit=1)
+        except Compacted:
+            oldest = []
+        if oldest:
+            lag_ms = max(0.0, clock.now_ms() - oldest[0].ts)
+    return lag_events, lag_ms

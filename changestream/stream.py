@@ -15,7 +15,7 @@ from kvdb import Store
 
 from .clock import Clock
 from .config import StreamConfig
-from .consumer import Consumer, checkpoint_key
+from .consumer import Consumer, ConsumerStats, checkpoint_key
 from .cursor import Cursor
 from .declare import Ownership
 from .errors import ConsumerBusy, Orphaned
@@ -160,7 +160,17 @@ class ChangeStream:
         self._memory_checkpoints.clear()
 
     def stats(self) -> dict[str, Any]:
+        """The stream's figures and every consumer: the attached ones, and the durable
+        checkpoints of consumers not attached (``"attached": false``), which still pin the
+        change log (``pins``: kept after that seq)."""
         consumers = [c.stats() for c in self._consumers.values()]
+        prefix = checkpoint_key(self.name, "")
+        for checkpoint in self._store.list_checkpoints():
+            name = checkpoint.name[len(prefix) :]
+            if checkpoint.name.startswith(prefix) and name not in self._consumers:
+                consumers.append(
+                    ConsumerStats.detached(name, checkpoint.seq, self._store, self._clock)
+                )
         return {
             "name": self.name,
             **self.ownership.to_dict(),

@@ -87,3 +87,31 @@ def test_protected_mode_refuses_remote_binds_without_tokens(host: str) -> None:
 )
 def test_protected_mode_allows(server: dict[str, object]) -> None:
     check_protected_mode(load_settings(overrides={"server": server}).server)
+
+
+def test_consuming_a_named_stream_needs_write(secured: TestClient) -> None:
+    """A read token may subscribe, but not attach a consumer (a durable checkpoint pins the
+    change log) nor acknowledge (moving a checkpoint makes its application skip events)."""
+    with secured as client:
+        stream = {"name": "jobs", "enable_persistence": True, "start_from": "earliest"}
+        assert client.post("/streams", json=stream, headers=bearer(ADMIN)).status_code == 201
+        client.put("/kv/j1", content=b"v", headers=bearer(WRITE))
+        url = "/ws/changes?stream=jobs&consumer=billing"
+        with client.websocket_connect(f"{url}&access_token={READ}") as ws:
+            error = ws.receive_json()
+            assert (error["type"], error["code"]) == ("error", "forbidden")
+            assert "needs write" in error["message"]
+        store = client.app.node.store  # type: ignore[attr-defined]
+        assert [c.name for c in store.list_checkpoints() if c.name.startswith("stream/")] == []
+        with client.websocket_connect(f"/ws/changes?since=0&access_token={READ}") as ws:
+            assert ws.receive_json()["type"] == "events"  # ad-hoc subscriptions: read
+        with client.websocket_connect(f"{url}&access_token={WRITE}") as ws:
+            assert ws.receive_json()["events"][0]["key"] == "j1"
+            ws.send_json({"ack": 1})
+            ws.send_json({"type": "ping"})
+            while ws.receive_json()["type"] != "pong":  # the ack is processed before the ping
+                pass
+        stats = client.get("/streams/jobs/stats", headers=bearer(READ)).json()
+        (billing,) = stats["consumers"]
+        assert billing["name"] == "billing" and billing["attached"] is False
+        assert (billing["state"], billing["checkpoint"], billing["pins"]) == ("detached", 1, 1)

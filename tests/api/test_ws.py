@@ -97,7 +97,8 @@ def test_named_stream_with_acks(client: TestClient) -> None:
         ws.send_json({"type": "ping"})
         assert ws.receive_json() == {"type": "pong"}  # the ack was processed before the ping
     stats = client.get("/streams/jobs/stats").json()
-    assert stats["consumers"] == []  # detached on disconnect
+    (consumer,) = stats["consumers"]  # detached on disconnect; its checkpoint stays
+    assert (consumer["name"], consumer["attached"], consumer["pins"]) == ("ws", False, 2)
     with client.websocket_connect("/ws/changes?stream=jobs") as ws:
         # unacknowledged events come again: at least once
         assert [e["seq"] for e in events_of(receive_until(ws, "caught_up"))] == [3, 4]

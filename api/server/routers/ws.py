@@ -1,8 +1,10 @@
 """``WS /ws/changes``: live change subscriptions over WebSocket.
 
-Query: ``pattern`` and ``type`` (repeatable) with ``since`` for an ad-hoc subscription, or
-``stream=<name>`` (and optionally ``consumer=<id>``, default ``ws``) to consume a named stream,
-resuming after the consumer's checkpoint, which moves when the client sends ``{"ack": seq}``.
+Query: ``pattern`` and ``type`` (repeatable) with ``since`` for an ad-hoc subscription (the
+``read`` role), or ``stream=<name>`` (and optionally ``consumer=<id>``, default ``ws``) to
+consume a named stream, resuming after the consumer's checkpoint, which moves when the client
+sends ``{"ack": seq}``: that changes state (a durable checkpoint pins the change log), so it
+needs the ``write`` role.
 
 Server messages (JSON text frames)::
 
@@ -65,8 +67,11 @@ class _ChangesSession(WebSocketSession):
     async def run(self) -> None:
         params = self.ws.query_params
         try:
-            auth_of(self.ws).check(authorization_of(self.ws), Role.READ)
             stream_name = params.get("stream")
+            # A named stream's consumer has a checkpoint (durable ones pin the change log)
+            # that its acks move: consuming one changes state, so it needs write.
+            needed = Role.WRITE if stream_name else Role.READ
+            auth_of(self.ws).check(authorization_of(self.ws), needed)
             if stream_name:
                 if params.get("since") is not None:
                     raise BadRequest(

@@ -35,18 +35,18 @@ export async function render(view) {
   }
 
   function consumers(stream) {
-    const durable = stream.config.enable_persistence;
     return h("div", { class: "panel" },
       h("h3", { text: `Stream ${stream.name}: consumers` }),
       table(stream.consumers, [
         { name: "name" },
         { name: "state" },
+        { name: "attached", render: (c) => fmt(c.attached) },
         { name: "checkpoint", num: true },
         { name: "delivered", num: true },
         { name: "lag_events", label: "lag (events)", num: true },
         { name: "lag_ms", label: "lag (ms)", num: true },
-        { name: "pins", label: "pins retention", render: (c) => (durable ? `from seq ${fmt((c.checkpoint || 0) + 1)}` : "no (not durable)") },
-      ], { empty: "no consumers attached" }),
+        { name: "pins", label: "pins retention", render: (c) => (c.pins === null || c.pins === undefined ? "no (not durable)" : `from seq ${fmt(c.pins + 1)}`) },
+      ], { empty: "no consumers" }),
       h("pre", { text: JSON.stringify(stream.config, null, 2) }));
   }
 
