@@ -172,7 +172,9 @@ def test_errors_and_keys_on_the_fast_path(live_server: LiveServer) -> None:
 
 def test_client_leaving_mid_request_does_not_disturb_others(live_server: LiveServer) -> None:
     with connect(live_server) as sock:
-        sock.sendall(b"PUT /kv/half HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly-part")
+        sock.sendall(
+            b"PUT /kv/half HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly-part"
+        )
     with connect(live_server) as sock:
         sock.sendall(request("PUT", "/kv/after", b"v"))
         assert read_response(sock, bytearray())[0] == 200
