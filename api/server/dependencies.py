@@ -28,13 +28,23 @@ def auth_of(connection: HTTPConnection) -> TokenAuth:
 
 
 def authorization_of(connection: HTTPConnection) -> bytes | None:
-    """The bearer credentials: the Authorization header, or (for browsers' WebSockets, which
-    cannot set headers) the ``access_token`` query parameter."""
+    """The bearer credentials: the Authorization header, or the ``access_token`` query
+    parameter where a browser cannot send a header: a WebSocket, or an SSE feed (EventSource).
+    Anywhere else a token in the URL is refused, not ignored: URLs end up in logs, histories
+    and Referer headers (the access log redacts it, see ``logs.py``)."""
     header = connection.headers.get("authorization")
     if header:
         return header.encode("latin-1")
     token = connection.query_params.get("access_token")
-    return f"Bearer {token}".encode() if token else None
+    if token is None:
+        return None
+    if connection.scope["type"] != "websocket" and connection.query_params.get("feed") != "sse":
+        raise BadRequest(
+            "access_token in the URL is accepted only on WebSockets and SSE feeds (where a "
+            "browser cannot send headers): send 'Authorization: Bearer <token>' instead",
+            code="token_in_url",
+        )
+    return f"Bearer {token}".encode()
 
 
 def require(role: Role) -> Any:

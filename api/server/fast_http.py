@@ -67,8 +67,9 @@ class KvdbHttpProtocol(HttpToolsProtocol):
         ):
             super().on_headers_complete()
             return
-        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        cycle = _FastCycle(self, op, method, url, headers, keep_alive)
+        version = self.parser.get_http_version()
+        keep_alive = version != "1.0" and self.parser.should_keep_alive()
+        cycle = _FastCycle(self, op, method, url, headers, keep_alive, version)
         existing = self.cycle
         self.cycle = cycle  # type: ignore[assignment]
         if existing is None or existing.response_complete:
@@ -116,8 +117,10 @@ class _FastCycle:
         url: bytes,
         headers: dict[bytes, bytes],
         keep_alive: bool,
+        http_version: str,
     ) -> None:
         self.protocol = protocol
+        self.http_version = http_version
         self.op = op
         self.method = method
         self.url = url
@@ -212,12 +215,13 @@ class _FastCycle:
         if self.method != b"HEAD":
             content.append(reply.body)
         protocol.transport.write(b"".join(content))
-        if protocol.access_log:
+        if protocol.access_log:  # uvicorn's access-log record: its formatter takes 5 args
             protocol.access_logger.info(
-                '%s - "%s %s HTTP/1.1" %d',
-                protocol.client[0] if protocol.client else "-",
+                '%s - "%s %s HTTP/%s" %d',
+                "{}:{}".format(*protocol.client) if protocol.client else "",
                 self.method.decode(),
                 self.url.decode("latin-1"),
+                self.http_version,
                 reply.status,
             )
         if protocol.flow.write_paused:  # a slow reader: wait before taking the next request

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..node import Node
 from ..settings import ServerSettings, Settings
 from .app import KvdbApp, create_app
+from .logs import redact_tokens
 
 __all__ = ["check_protected_mode", "run_server", "serve", "uvicorn_config"]
 
@@ -55,7 +56,9 @@ def uvicorn_config(app: KvdbApp, **options: Any) -> uvicorn.Config:
         log.warning("httptools is not installed: /kv runs on the plain ASGI path")
     else:
         http = functools.partial(KvdbHttpProtocol, kv=app.kv)
-    return uvicorn.Config(app, http=http, lifespan="on", server_header=False, **options)
+    config = uvicorn.Config(app, http=http, lifespan="on", server_header=False, **options)
+    redact_tokens()  # uvicorn set its loggers up just now
+    return config
 
 
 async def run_server(settings: Settings) -> None:

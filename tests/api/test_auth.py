@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -115,3 +116,29 @@ def test_consuming_a_named_stream_needs_write(secured: TestClient) -> None:
         (billing,) = stats["consumers"]
         assert billing["name"] == "billing" and billing["attached"] is False
         assert (billing["state"], billing["checkpoint"], billing["pins"]) == ("detached", 1, 1)
+
+
+def test_a_token_in_the_url_only_where_no_header_can_be_sent(secured: TestClient) -> None:
+    with secured as client:
+        refused = client.get(f"/stats?access_token={READ}")
+        assert refused.status_code == 400 and refused.json()["error"] == "token_in_url"
+        assert "Authorization: Bearer" in refused.json()["message"]
+        assert client.get(f"/changes?since=0&access_token={READ}").status_code == 400
+        client.put("/kv/k", content=b"v", headers=bearer(WRITE))
+        sse = client.get(f"/changes?feed=sse&since=0&limit=1&access_token={READ}")
+        assert sse.status_code == 200  # EventSource cannot send headers
+        with client.websocket_connect(f"/ws/changes?since=now&access_token={READ}") as ws:
+            assert ws.receive_json()["type"] == "caught_up"
+
+
+def test_tokens_in_urls_are_redacted_from_the_server_logs() -> None:
+    from api.server.logs import TokenRedactor
+
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5", f"/ws/changes?since=0&access_token={READ}&x=1"), None,
+    )  # fmt: skip
+    TokenRedactor().filter(record)
+    assert record.getMessage().endswith(
+        '"WebSocket /ws/changes?since=0&access_token=[redacted]&x=1" [accepted]'
+    )
