@@ -25,7 +25,7 @@ from .checkpoints import (
     list_checkpoints,
 )
 from .codec import decode_record, record_is_tombstone
-from .config import Durability, StoreConfig
+from .config import LMDB_MAX_KEY_BYTES, Durability, StoreConfig
 from .env import Environment
 from .errors import KvdbError, ValidationError
 from .events import ChangeEvent
@@ -432,10 +432,16 @@ def _encode_cursor(key: bytes) -> str:
 
 
 def _decode_cursor(cursor: str) -> bytes:
+    """The key a cursor resumes after. What is not a scan's cursor (it encodes a key: 1 to
+    511 bytes of UTF-8) is refused rather than read as a position."""
     try:
-        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError) as exc:
+        key = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        if not 1 <= len(key) <= LMDB_MAX_KEY_BYTES:
+            raise ValueError("not a key's length")
+        key.decode()
+    except (binascii.Error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         raise ValidationError(
             f"cursor {cursor[:40]!r} is not a cursor returned by a scan; pass the 'next' value "
             "of the previous page"
         ) from exc
+    return key

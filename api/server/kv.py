@@ -204,9 +204,11 @@ class KVEndpoints:
             return values[-1] if values else None
 
         limit_text = one("limit") or "100"
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_SCAN_LIMIT:
+        if not (limit_text.isascii() and limit_text.isdigit()) or not (
+            1 <= int(limit_text) <= MAX_SCAN_LIMIT
+        ):
             raise BadRequest(
-                f"limit must be an integer within 1..{MAX_SCAN_LIMIT}, got {limit_text!r}"
+                f"limit must be an integer within 1..{MAX_SCAN_LIMIT}, got {limit_text!r:.40}"
             )
         page = self.node.store.scan(
             prefix=one("prefix") or None,

@@ -26,6 +26,7 @@ from ..errors import (
     IncompatibleState,
     PipelineExists,
     SqlError,
+    SqlPlanError,
     SqlStreamExists,
     StreamInUse,
     UnknownPipeline,
@@ -150,7 +151,13 @@ class StreamSQLEngine:
             statements = parse_script(script)
             if owner is None:
                 self._check_not_declared(statements)
-            actions = _Plan(self, script, declared or owner is not None).actions(statements)
+            try:
+                actions = _Plan(self, script, declared or owner is not None).actions(statements)
+            except RecursionError:
+                raise SqlPlanError(
+                    "an expression is too deep to plan (a very long chain of operators, or "
+                    "nesting): simplify it"
+                ) from None
             self._owner = owner
             try:
                 return [await apply() for apply in actions]

@@ -72,12 +72,37 @@ def parse_script(sql: str) -> list[Statement]:
             else cause
         )
         raise SqlParseError(f"cannot read the SQL here: {problem}", line, column) from exc
+    _check_nesting(sql, tokens)
     statements = []
     for chunk in _split(tokens):
-        statements.append(_parse_statement(sql, chunk))
+        try:
+            statements.append(_parse_statement(sql, chunk))
+        except RecursionError:
+            line, column = line_and_column(sql, chunk[0].start)
+            raise SqlParseError(_TOO_DEEP, line, column) from None
     if not statements:
         raise SqlParseError("the script has no statements", 1, 1)
     return statements
+
+
+MAX_NESTING = 32  # parentheses; sqlglot's parser recurses about 20 frames per level
+_TOO_DEEP = (
+    f"the statement nests too deeply (more than {MAX_NESTING} levels of parentheses, or an "
+    "expression too long to parse): simplify it"
+)
+
+
+def _check_nesting(sql: str, tokens: list[Token]) -> None:
+    """Refuse parentheses nested deeper than ``MAX_NESTING`` before parsing: the parser
+    would exhaust Python's stack on them."""
+    depth = 0
+    for token in tokens:
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+            if depth > MAX_NESTING:
+                raise SqlParseError(_TOO_DEEP, *line_and_column(sql, token.start))
+        elif token.token_type == TokenType.R_PAREN:
+            depth = max(0, depth - 1)
 
 
 def _split(tokens: list[Token]) -> list[list[Token]]:

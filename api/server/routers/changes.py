@@ -9,6 +9,7 @@ counts events the filter skipped, so a resumed reader does not scan them again.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -27,6 +28,7 @@ from ..event_json import EventEncoder
 __all__ = ["parse_since", "router", "subscription_filter"]
 
 router = APIRouter(tags=["changes"])
+log = logging.getLogger("kvdb.api")
 
 MAX_LIMIT = 10_000
 MAX_SCAN = 100_000  # events one normal request may skip over while filtering
@@ -38,13 +40,26 @@ def subscription_filter(patterns: list[str], types: list[str]) -> EventFilter:
 
 
 def parse_since(raw: str | None, last_seq: int) -> int:
+    """The resume position ``since`` (events with seq > since): a seq, ``now`` (the head) or
+    nothing (0). A seq past the head is refused (400 ``future_seq``, with the ``head``), as
+    etcd refuses a future revision: echoed back as the resume point, it would make a client
+    that trusts it skip every event up to it."""
     if raw is None or raw == "":
         return 0
     if raw == "now":
         return last_seq
-    if not raw.isdigit():
-        raise BadRequest(f"since must be a seq (a non-negative integer) or 'now', got {raw!r}")
-    return int(raw)
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadRequest(f"since must be a seq (a non-negative integer) or 'now', got {raw!r:.60}")
+    since = int(raw)
+    if since > last_seq:
+        raise BadRequest(
+            f"since={raw:.30} is past the last committed seq, {last_seq}: a resume position "
+            "comes from this node (a response's last_seq, an event's seq); resume with "
+            f"since={last_seq} or 'now'",
+            code="future_seq",
+            head=last_seq,
+        )
+    return since
 
 
 @router.get("/changes", dependencies=[require(Role.READ)])
@@ -143,10 +158,10 @@ async def _sse(
                 batch = await cursor.next_batch(
                     idle_timeout_ms=settings.progress_interval if announced else 0
                 )
-            except Compacted as exc:
-                _, document, _ = error_document(exc)
-                document["code"] = document.pop("error")
-                yield b"event: error\ndata: %s\n\n" % orjson.dumps(document)
+            except Exception as exc:  # compacted, or a failure: say so, then end the feed
+                if not isinstance(exc, Compacted):
+                    log.exception("an SSE feed failed")
+                yield _sse_error(exc)
                 return
             parts = []
             for event in batch.events[: None if limit is None else limit - sent]:
@@ -162,6 +177,13 @@ async def _sse(
             if not batch.caught_up:
                 announced = False
             yield b"".join(parts)
+
+
+def _sse_error(exc: Exception) -> bytes:
+    """The ``error`` event that ends a feed: the error document, ``code`` for ``error``."""
+    _, document, _ = error_document(exc)
+    document["code"] = document.pop("error")
+    return b"event: error\ndata: %s\n\n" % orjson.dumps(document)
 
 
 def _sse_bookmark(kind: str, seq: int) -> bytes:

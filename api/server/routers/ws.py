@@ -21,6 +21,7 @@ closes the connection (code 4008) with the last seq it sent, so the client can r
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 import orjson
@@ -37,6 +38,7 @@ from ..event_json import EventEncoder
 from .changes import parse_since, subscription_filter
 from .ws_session import (
     CLOSE_ERROR,
+    CLOSE_INTERNAL,
     CLOSE_POLICY,
     CLOSE_SLOW_CONSUMER,
     SessionClosed,
@@ -46,6 +48,7 @@ from .ws_session import (
 __all__ = ["router"]
 
 router = APIRouter()
+log = logging.getLogger("kvdb.ws")
 
 
 @router.websocket("/ws/changes")
@@ -97,6 +100,9 @@ class _ChangesSession(WebSocketSession):
         except (ApiError, KvdbError, ChangeStreamError) as exc:
             code = CLOSE_ERROR if isinstance(exc, Compacted | CursorClosed) else CLOSE_POLICY
             await self.fail(exc, code)
+        except Exception as exc:  # a bug: the client still hears of it before the close
+            log.exception("a WebSocket subscription failed")
+            await self.fail(exc, CLOSE_INTERNAL)
         finally:
             if self.consumer is not None:
                 self.node.streams.get(self.consumer.stream).detach(self.consumer.name)

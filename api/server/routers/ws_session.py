@@ -23,6 +23,7 @@ from ..errors import BadRequest, error_document
 __all__ = [
     "CLOSE_ENDED",
     "CLOSE_ERROR",
+    "CLOSE_INTERNAL",
     "CLOSE_POLICY",
     "CLOSE_SLOW_CONSUMER",
     "SessionClosed",
@@ -35,6 +36,7 @@ log = logging.getLogger("kvdb.ws")
 CLOSE_POLICY = 1008  # the request cannot be served (bad parameters, no such stream...)
 CLOSE_ERROR = 4000  # the subscription cannot go on (compacted, closed)
 CLOSE_ENDED = 4001  # what was subscribed to has ended (a pipeline stopped)
+CLOSE_INTERNAL = 1011  # the server failed (a bug); the error message says so first
 CLOSE_SLOW_CONSUMER = 4008  # the client stopped reading
 
 
