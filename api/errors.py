@@ -6,6 +6,7 @@ every package's errors share (``code``, ``message``, ``fields``; see ``kvdb/erro
     │                             field path and what was expected           (invalid_config)
     ├── NodeNotStarted            a Node's parts used before start() or
     │                             after stop()                               (not_started)
+    ├── ShuttingDown              the server is stopping: a feed ends        (shutting_down)
     └── RequestError              an HTTP request that cannot be served
         │                         (``server/errors.py``, with the HTTP table)
         ├── BadRequest            malformed request (query, header, body)    (bad_request...)
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from kvdb import StructuredError
 
-__all__ = ["ApiError", "ConfigError", "NodeNotStarted"]
+__all__ = ["ApiError", "ConfigError", "NodeNotStarted", "ShuttingDown"]
 
 
 class ApiError(StructuredError):
@@ -46,3 +47,9 @@ class NodeNotStarted(ApiError):
 
     def __init__(self) -> None:
         super().__init__("the node is not started: use 'async with Node(...)' or start()")
+
+
+class ShuttingDown(ApiError):
+    """The server is shutting down: a feed ends; resume elsewhere, or here once it is back."""
+
+    code = "shutting_down"

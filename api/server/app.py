@@ -26,6 +26,7 @@ from ..settings import Settings
 from ..settings.problems import describe_validation_errors
 from .auth import Role, TokenAuth
 from .dependencies import require
+from .draining import Draining
 from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
 from .event_json import EventEncoder
 from .guard import CORS_HEADERS, RequestGuard
@@ -44,6 +45,8 @@ from .sync_metrics import SyncCollector, sync_summary
 
 __all__ = ["KvdbApp", "create_app"]
 
+_FEEDS_END_S = 2.0  # how long a shutdown waits for feeds to send their final message
+
 
 class KvdbApp:
     """Routes ``/kv`` and ``/kv/...`` to the key-value endpoints and everything else to
@@ -55,6 +58,7 @@ class KvdbApp:
         self.api = api
         self.kv = kv
         self.guard = kv.guard
+        self.draining: Draining = api.state.draining
         self.startup_error: StructuredError | None = None
         self._serve: Any = self._route
         if self.guard.cors_origins:
@@ -93,6 +97,8 @@ class KvdbApp:
             raise
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
+        self.draining.begin()  # feeds end (uvicorn has ended them already: run.NodeServer)
+        await self.draining.idle(_FEEDS_END_S)
         try:
             await self.node.stop()
         except Exception as exc:
@@ -149,6 +155,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     api.state.auth = auth
     api.state.http_metrics = http
     api.state.event_encoder = EventEncoder()
+    api.state.draining = Draining()
     _install_error_handlers(api)
     api.include_router(changes.router)
     api.include_router(ws.router)

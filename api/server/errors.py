@@ -25,7 +25,7 @@ import kvdb
 import sync
 from kvdb import StructuredError
 
-from ..errors import ApiError, NodeNotStarted
+from ..errors import ApiError, NodeNotStarted, ShuttingDown
 
 __all__ = [
     "HTTP_STATUS",
@@ -113,6 +113,7 @@ HTTP_STATUS: dict[type[StructuredError], int] = {
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     NodeNotStarted: 503,
+    ShuttingDown: 503,
     # kvdb
     kvdb.ValidationError: 400,
     kvdb.PreconditionFailed: 412,

@@ -10,7 +10,8 @@ A fast request takes uvicorn's place in the connection's request/response cycle 
 ``_FastCycle`` stand-in has the attributes uvicorn's protocol consults), so pipelining,
 keep-alive, ``Expect: 100-continue``, graceful shutdown and flow control keep working. This
 relies on the internals of uvicorn's ``HttpToolsProtocol``; pyproject.toml pins uvicorn to the
-minor version it was written against.
+minor version it was written against. Its connections end for real when closed, and ASGI
+requests may abort theirs (``connections.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from .connections import CLOSE_GRACE_S, ClosingTransport, offer_abort
 from .kv import KVEndpoints, Reply
 from .kv_requests import too_large
 
@@ -52,6 +54,15 @@ class KvdbHttpProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.kv = kv
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.transport = ClosingTransport(transport, self.loop, CLOSE_GRACE_S)  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(self.transport, ClosingTransport):
+            self.transport.lost()
+        super().connection_lost(exc)
+
     def on_headers_complete(self) -> None:
         method = self.parser.get_method()
         op = _FAST_METHODS.get(method)
@@ -65,6 +76,7 @@ class KvdbHttpProtocol(HttpToolsProtocol):
             or url.split(b"?", 1)[0] == b"/kv/_batch"  # POST only: answered as a 405 by ASGI
             or _FROM_A_BROWSER.intersection(headers := dict(self.headers))  # guard and CORS
         ):
+            offer_abort(self.scope, self.transport.abort)  # type: ignore[arg-type]
             super().on_headers_complete()
             return
         version = self.parser.get_http_version()

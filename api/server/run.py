@@ -18,11 +18,15 @@ from ..errors import ConfigError
 from ..node import Node
 from ..settings import ServerSettings, Settings
 from .app import KvdbApp, create_app
+from .connections import KvdbWebSocketProtocol
 from .logs import redact_tokens
 
-__all__ = ["check_protected_mode", "run_server", "serve", "uvicorn_config"]
+__all__ = ["NodeServer", "check_protected_mode", "run_server", "serve", "uvicorn_config"]
 
 log = logging.getLogger("kvdb.server")
+
+FEEDS_END_S = 3.0  # how long a shutdown gives feeds to send their final message
+GRACEFUL_SHUTDOWN_S = 10.0  # then requests still running are cancelled
 
 
 def is_loopback(host: str) -> bool:
@@ -48,7 +52,8 @@ def check_protected_mode(server: ServerSettings) -> None:
 
 def uvicorn_config(app: KvdbApp, **options: Any) -> uvicorn.Config:
     """uvicorn settings for a kvdb app: single-key requests on the fast protocol (when
-    httptools is available, as with uvicorn[standard]), everything else as usual."""
+    httptools is available, as with uvicorn[standard]), everything else as usual; connections
+    that end for real (``connections.py``); a shutdown bounded in time."""
     http: Any = "auto"
     try:
         from .fast_http import KvdbHttpProtocol
@@ -56,7 +61,10 @@ def uvicorn_config(app: KvdbApp, **options: Any) -> uvicorn.Config:
         log.warning("httptools is not installed: /kv runs on the plain ASGI path")
     else:
         http = functools.partial(KvdbHttpProtocol, kv=app.kv)
-    config = uvicorn.Config(app, http=http, lifespan="on", server_header=False, **options)
+    options.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_S)
+    config = uvicorn.Config(
+        app, http=http, ws=KvdbWebSocketProtocol, lifespan="on", server_header=False, **options
+    )
     redact_tokens()  # uvicorn set its loggers up just now
     return config
 
@@ -80,7 +88,7 @@ async def run_server(settings: Settings) -> None:
         log_level=settings.server.log_level,
     )
     try:
-        await _NodeServer(config, app).serve()
+        await NodeServer(config, app).serve()
     except SystemExit:
         error = app.startup_error
         if error is None:
@@ -91,17 +99,27 @@ async def run_server(settings: Settings) -> None:
         raise ConfigError(f"{where}: {error.message}") from error
 
 
-class _NodeServer(uvicorn.Server):
+class NodeServer(uvicorn.Server):
     """uvicorn, which once the app has started the node tunes the collector and says where
-    the node serves."""
+    the node serves, and which at shutdown ends the app's feeds (SSE, long polls, WebSockets:
+    they never finish by themselves) before it waits for requests to finish."""
 
-    def __init__(self, config: uvicorn.Config, app: KvdbApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: KvdbApp, *, tune_gc: bool = True) -> None:
         super().__init__(config)
         self.app = app
+        self.tune_gc = tune_gc  # for a process that is the server (not a test's thread)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # no new connections meanwhile
+            server.close()
+        self.app.draining.begin()
+        await self.app.draining.idle(FEEDS_END_S)
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        _tune_garbage_collector()
+        if self.tune_gc:
+            _tune_garbage_collector()
         settings = self.app.node.settings
         sockets = [sock for server in self.servers for sock in server.sockets or ()]
         port = sockets[0].getsockname()[1] if sockets else settings.server.port  # port 0: chosen

@@ -11,11 +11,10 @@ from typing import Any
 from urllib.parse import urljoin
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from api import Settings, create_app, load_settings
-from api.server.run import uvicorn_config
+from api.server.run import NodeServer, uvicorn_config
 from tests.conftest import eventually_sync
 
 
@@ -52,7 +51,7 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.app = create_app(settings)
         config = uvicorn_config(self.app, host="127.0.0.1", port=0, log_level="warning")
-        self.server = uvicorn.Server(config)
+        self.server = NodeServer(config, self.app, tune_gc=False)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
 
     def __enter__(self) -> LiveServer:

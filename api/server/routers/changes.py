@@ -9,26 +9,25 @@ counts events the filter skipped, so a resumed reader does not scan them again.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from changestream import EventFilter, parse_event_types
-from kvdb import ChangeEvent, Compacted, Store
+from changestream.aio import cancel_and_wait
+from kvdb import ChangeEvent, Store
 
 from ..auth import Role
 from ..dependencies import node_of, require
-from ..errors import BadRequest, error_document
+from ..draining import Draining
+from ..errors import BadRequest
 from ..event_json import EventEncoder
+from .sse import sse_response
 
 __all__ = ["parse_since", "router", "subscription_filter"]
 
 router = APIRouter(tags=["changes"])
-log = logging.getLogger("kvdb.api")
 
 MAX_LIMIT = 10_000
 MAX_SCAN = 100_000  # events one normal request may skip over while filtering
@@ -80,12 +79,9 @@ async def changes(
         since = last_event_id
     position = parse_since(since, store.last_seq)
     store.read_changes(position, limit=0)  # raises Compacted (410) before anything is sent
-    encoder: EventEncoder = request.app.state.event_encoder
     if feed == "sse":
-        stream = _sse(request, event_filter, position, limit, encoder)
-        return StreamingResponse(
-            stream, media_type="text/event-stream", headers={"cache-control": "no-cache"}
-        )
+        return sse_response(request, event_filter, position, limit)
+    encoder: EventEncoder = request.app.state.event_encoder
     events, last = _read_page(node.store, event_filter, position, limit or 1000)
     if not events and feed == "longpoll":
         events, last = await _long_poll(request, event_filter, position, limit or 1000, timeout_ms)
@@ -117,74 +113,26 @@ def _read_page(
 async def _long_poll(
     request: Request, event_filter: EventFilter, since: int, limit: int, timeout_ms: int
 ) -> tuple[list[ChangeEvent], int]:
+    """Wait for a matching event, up to ``timeout_ms``; a client that leaves, or a server
+    that begins to shut down, ends the wait (the latter with the page as it is)."""
     node = node_of(request)
-    async with node.streams.subscribe(event_filter, since=since, batch_size=limit) as cursor:
-        waiting = asyncio.ensure_future(cursor.next_batch(idle_timeout_ms=timeout_ms))
-        gone = asyncio.ensure_future(_disconnected(request))
-        try:
-            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-        if not waiting.done():  # the client left: nobody to answer
-            waiting.cancel()
-            return [], since
-        batch = waiting.result()
+    draining: Draining = request.app.state.draining
+    with draining.feed():
+        async with node.streams.subscribe(event_filter, since=since, batch_size=limit) as cursor:
+            waiting = asyncio.ensure_future(cursor.next_batch(idle_timeout_ms=timeout_ms))
+            gone = asyncio.ensure_future(_disconnected(request))
+            stop = asyncio.ensure_future(draining.wait())
+            try:
+                await asyncio.wait({waiting, gone, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_and_wait(gone, stop)
+            if not waiting.done():  # the client left, or the server is stopping
+                await cancel_and_wait(waiting)
+                return [], since
+            batch = waiting.result()
     return batch.events, batch.through
 
 
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-async def _sse(
-    request: Request,
-    event_filter: EventFilter,
-    since: int,
-    limit: int | None,
-    encoder: EventEncoder,
-) -> AsyncIterator[bytes]:
-    """``event: change`` per event (``id:`` = seq), ``caught_up`` once the reader reaches the
-    head, ``progress`` bookmarks while idle, ``error`` (then the end) if it cannot go on."""
-    node = node_of(request)
-    settings = node.settings.server.subscriptions
-    sent = 0
-    announced = False
-    async with node.streams.subscribe(
-        event_filter, since=since, buffer_size=settings.buffer_size, batch_size=settings.max_batch
-    ) as cursor:
-        while limit is None or sent < limit:
-            try:
-                batch = await cursor.next_batch(
-                    idle_timeout_ms=settings.progress_interval if announced else 0
-                )
-            except Exception as exc:  # compacted, or a failure: say so, then end the feed
-                if not isinstance(exc, Compacted):
-                    log.exception("an SSE feed failed")
-                yield _sse_error(exc)
-                return
-            parts = []
-            for event in batch.events[: None if limit is None else limit - sent]:
-                parts.append(
-                    b"id: %d\nevent: change\ndata: %s\n\n" % (event.seq, encoder.event(event))
-                )
-                sent += 1
-            if batch.caught_up and not announced:
-                parts.append(_sse_bookmark("caught_up", batch.through))
-                announced = True
-            elif not batch.events:
-                parts.append(_sse_bookmark("progress", batch.through))
-            if not batch.caught_up:
-                announced = False
-            yield b"".join(parts)
-
-
-def _sse_error(exc: Exception) -> bytes:
-    """The ``error`` event that ends a feed: the error document, ``code`` for ``error``."""
-    _, document, _ = error_document(exc)
-    document["code"] = document.pop("error")
-    return b"event: error\ndata: %s\n\n" % orjson.dumps(document)
-
-
-def _sse_bookmark(kind: str, seq: int) -> bytes:
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, kind.encode(), orjson.dumps({"seq": seq}))

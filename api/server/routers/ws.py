@@ -111,8 +111,13 @@ class _ChangesSession(WebSocketSession):
         self.sent_through = cursor.delivered_through
         await self.converse(self._send_loop(cursor), self._receive_loop())
 
+    def resume_hint(self) -> str:
+        if self.consumer is not None:
+            return f"stream={self.consumer.stream}&consumer={self.consumer.name} (its checkpoint)"
+        return f"since={self.sent_through}"
+
     def _resume_hint(self) -> str:
-        return f"slow_consumer; resume with since={self.sent_through}"
+        return f"slow_consumer; resume with {self.resume_hint()}"
 
     async def _send_loop(self, cursor: Cursor) -> None:
         announced = False

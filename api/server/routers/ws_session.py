@@ -1,5 +1,6 @@
 """What every server-side WebSocket conversation of kvdb shares: a sender and a receiver task,
-sends that give up on a client that stopped reading, JSON messages, and errors in one shape::
+sends that give up on a client that stopped reading (and end its connection for real), an end
+with a final message when the server shuts down, JSON messages, and errors in one shape::
 
     {"type": "error", "code": "...", "message": "...", ...fields}
 """
@@ -18,11 +19,14 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from changestream.aio import cancel_and_wait
 
+from ..connections import abort_connection
+from ..draining import Draining
 from ..errors import BadRequest, error_document
 
 __all__ = [
     "CLOSE_ENDED",
     "CLOSE_ERROR",
+    "CLOSE_GOING_AWAY",
     "CLOSE_INTERNAL",
     "CLOSE_POLICY",
     "CLOSE_SLOW_CONSUMER",
@@ -33,6 +37,7 @@ __all__ = [
 
 log = logging.getLogger("kvdb.ws")
 
+CLOSE_GOING_AWAY = 1001  # the server is shutting down
 CLOSE_POLICY = 1008  # the request cannot be served (bad parameters, no such stream...)
 CLOSE_ERROR = 4000  # the subscription cannot go on (compacted, closed)
 CLOSE_ENDED = 4001  # what was subscribed to has ended (a pipeline stopped)
@@ -54,11 +59,17 @@ class WebSocketSession:
     def __init__(self, websocket: WebSocket, stall_timeout_s: float) -> None:
         self.ws = websocket
         self.stall_timeout_s = stall_timeout_s
+        self.draining: Draining = websocket.app.state.draining
         self._send_lock = asyncio.Lock()
+
+    def resume_hint(self) -> str:
+        """How the client resumes after the server ended the conversation."""
+        return "the same request"
 
     async def send(self, payload: bytes, *, closing_reason: str = "slow_consumer") -> None:
         """Send one text frame; a client that does not take it within the stall timeout is
-        closed (4008, ``closing_reason``) and ``SessionClosed`` raised."""
+        closed (4008, ``closing_reason``), its connection ended for real (the close frame
+        cannot reach a client that does not read either), and ``SessionClosed`` raised."""
         async with self._send_lock:
             try:
                 async with asyncio.timeout(self.stall_timeout_s):
@@ -66,6 +77,7 @@ class WebSocketSession:
             except TimeoutError:
                 log.info("closing a WebSocket client that stopped reading (%s)", closing_reason)
                 await self.close(CLOSE_SLOW_CONSUMER, closing_reason)
+                abort_connection(self.ws.scope)
                 raise SessionClosed from None
             except (WebSocketDisconnect, RuntimeError, OSError) as exc:  # the client went away
                 raise SessionClosed from exc
@@ -110,14 +122,27 @@ class WebSocketSession:
     async def converse(
         self, sender: Coroutine[Any, Any, None], receiver: Coroutine[Any, Any, None]
     ) -> None:
-        """Run both halves until either ends; re-raise what ended it (other than the client
-        leaving) and stop the other half."""
-        tasks = {asyncio.create_task(sender), asyncio.create_task(receiver)}
+        """Run both halves until either ends, or the server begins to shut down (then the
+        client gets a ``shutting_down`` error and a close, 1001); re-raise what ended it (other
+        than the client leaving) and stop the rest."""
+        tasks = {
+            asyncio.create_task(sender),
+            asyncio.create_task(receiver),
+            asyncio.create_task(self._end_on_shutdown()),
+        }
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                error = None if task.cancelled() else task.exception()
-                if error is not None and not isinstance(error, SessionClosed):
-                    raise error
+            with self.draining.feed():
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = None if task.cancelled() else task.exception()
+                    if error is not None and not isinstance(error, SessionClosed):
+                        raise error
         finally:
             await cancel_and_wait(*tasks)
+
+    async def _end_on_shutdown(self) -> None:
+        await self.draining.wait()
+        resume = self.resume_hint()
+        with contextlib.suppress(SessionClosed):
+            await self.send(error_message(self.draining.message(resume)))
+        await self.close(CLOSE_GOING_AWAY, "shutting down")
