@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..client import DEFAULT_URL, Item
+from ..client.watch import DEFAULT_RETRIES
 from .common import IfVersion, Token, Url, connect, print_json
 
 __all__ = ["EventTypeName", "delete", "get", "put", "scan", "watch"]
@@ -108,16 +109,30 @@ def watch(
         str | None, typer.Option(help="Consume a named stream (resumes after its checkpoint).")
     ] = None,
     consumer: Annotated[
-        str | None, typer.Option(help="The stream consumer's name (default: ws).")
+        str | None,
+        typer.Option(
+            help="With --stream: the consumer, whose checkpoint it resumes after (default: ws)."
+        ),
     ] = None,
     count: Annotated[int | None, typer.Option(help="Exit after this many events.")] = None,
+    retries: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Give up after this many failed reconnections in a row (0: never retry)."
+        ),
+    ] = DEFAULT_RETRIES,
     url: Url = DEFAULT_URL,
     token: Token = None,
 ) -> None:
-    """Print change events as they happen, one JSON object per line."""
+    """Print change events as they happen, one JSON object per line. A lost connection is
+    retried (saying so on stderr) and resumed without a gap."""
     position: int | str = int(since) if since.isascii() and since.isdigit() else since
     if position != "now" and not isinstance(position, int):
         raise typer.BadParameter("must be a seq or 'now'", param_hint="--since")
+
+    def reconnecting(attempt: int, error: Exception) -> None:
+        print(f"kvdb: reconnecting ({attempt}/{retries}): {error}", file=sys.stderr, flush=True)
+
     with (
         connect(url, token) as client,
         client.watch(
@@ -126,6 +141,8 @@ def watch(
             since=position,
             stream=stream,
             consumer=consumer,
+            retries=retries,
+            on_retry=reconnecting,
         ) as events,
     ):
         for seen, event in enumerate(events, start=1):

@@ -297,12 +297,14 @@ class Client(AdminCalls):
         since: int | str | None = "now",
         stream: str | None = None,
         consumer: str | None = None,
+        **reconnect: Any,
     ) -> Watch:
         """Iterate over change events (blocking), reconnecting by itself: see ``api.client.watch``.
-        ``since``: a seq (events after it), ``"now"`` (default) or None with ``stream``."""
+        ``since``: a seq (events after it), ``"now"`` (default) or None with ``stream``.
+        ``reconnect``: ``retries``, ``on_retry``, ``max_message_size`` (see ``AsyncWatch``)."""
         return Watch(
             self.url, token=self.token, patterns=patterns, types=types,
-            since=None if stream else since, stream=stream, consumer=consumer,
+            since=None if stream else since, stream=stream, consumer=consumer, **reconnect,
         )  # fmt: skip
 
     def health(self) -> dict[str, Any]:
@@ -440,11 +442,12 @@ class AsyncClient(AsyncAdminCalls):
         since: int | str | None = "now",
         stream: str | None = None,
         consumer: str | None = None,
+        **reconnect: Any,
     ) -> AsyncWatch:
         """Async iterator over change events, reconnecting by itself: see ``api.client.watch``."""
         return AsyncWatch(
             self.url, token=self.token, patterns=patterns, types=types,
-            since=None if stream else since, stream=stream, consumer=consumer,
+            since=None if stream else since, stream=stream, consumer=consumer, **reconnect,
         )  # fmt: skip
 
     async def health(self) -> dict[str, Any]:

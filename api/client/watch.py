@@ -12,6 +12,14 @@ caller sees every matching event once, in order: no gap, no duplicate. With ``st
 it consumes a named durable stream: events are acknowledged once the caller asks for the next
 one (the stream's checkpoint follows), and after a reconnect the server resumes after the
 checkpoint; events redelivered from there are dropped here too.
+
+Failures: a URL that is not http(s) fails at once, and so does a node that cannot be reached
+the first time (``ConnectionFailed``); once connected, a lost connection is retried with
+backoff, ``on_retry(attempt, error)`` is called before each retry, and after ``retries``
+consecutive failures (default 10; None: forever) ``WatchError`` (``gave_up``) says why. A
+node that shuts down, or a consumer still held by a previous connection (``consumer_busy``),
+is retried the same way. Messages may be ``max_message_size`` bytes (64 MiB: the largest
+event of a node with default limits; the node cuts its batches into messages of 1 MiB).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import contextlib
 import random
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 import orjson
@@ -34,13 +42,19 @@ from websockets.sync.client import connect as sync_connect
 
 from kvdb import ChangeEvent
 
-from .errors import ClientError
+from .errors import ClientError, ConnectionFailed
 
-__all__ = ["AsyncWatch", "Watch", "WatchError"]
+__all__ = ["DEFAULT_RETRIES", "MAX_MESSAGE_SIZE", "AsyncWatch", "RetryCallback", "Watch",
+           "WatchError"]  # fmt: skip
 
 ACK_EVERY = 100
 ACK_INTERVAL_S = 0.2
 MAX_BACKOFF_S = 5.0
+DEFAULT_RETRIES = 10
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+_MESSAGE_TOO_BIG = 1009
+
+RetryCallback = Callable[[int, Exception], None]  # (attempt, what failed)
 
 
 class WatchError(ClientError):
@@ -55,7 +69,8 @@ class WatchError(ClientError):
         return self.body.get("oldest_seq")
 
 
-_RETRYABLE_CODES = {"closed"}
+# Errors sent on an open subscription after which the next connection may do better.
+_RETRYABLE_CODES = {"closed", "shutting_down", "consumer_busy"}
 
 
 class _WatchState:
@@ -70,8 +85,14 @@ class _WatchState:
         since: int | str | None,
         stream: str | None,
         consumer: str | None,
+        reconnect: _Reconnect,
     ) -> None:
-        self.base = url.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        self.http_url = url
+        self.base = _websocket_base(url)
+        self.reconnect = reconnect
+        self.ever_connected = False
+        self.failures = 0
+        self.last_error: Exception | None = None
         self.headers = {"authorization": f"Bearer {token}"} if token else {}
         self.patterns = list(patterns)
         self.types = list(types)
@@ -107,16 +128,56 @@ class _WatchState:
                 if self.last_seq is None or doc["seq"] > self.last_seq:
                     self.pending.append(ChangeEvent.from_json(doc))
                     self.last_seq = doc["seq"]
-            self.backoff = 0.1
+            self._going()
         elif kind in ("caught_up", "progress"):
             if self.last_seq is None or message["seq"] > self.last_seq:
                 self.last_seq = message["seq"]
             self.caught_up = self.caught_up or kind == "caught_up"
-            self.backoff = 0.1
+            self._going()
         elif kind == "error":
             code = message.get("code", "error")
+            error = WatchError(code, message.get("message", ""), message)
             if code not in _RETRYABLE_CODES:
-                raise WatchError(code, message.get("message", ""), message)
+                raise error
+            self.last_error = error  # the server closes next: retried then
+
+    def _going(self) -> None:
+        self.backoff = 0.1
+        self.failures = 0
+        self.last_error = None
+
+    def connected(self) -> None:
+        self.ever_connected = True
+
+    def lost(self, error: Exception) -> float:
+        """The connection failed or ended: the seconds to wait before the next attempt, or
+        the error that ends the watch (a first connection that fails, a message too big,
+        too many failures in a row)."""
+        if isinstance(error, websockets.exceptions.ConnectionClosed):
+            if error.sent is not None and error.sent.code == _MESSAGE_TOO_BIG:
+                raise WatchError(
+                    "message_too_big",
+                    f"a message from the node exceeded {self.reconnect.max_message_size} "
+                    "bytes: raise max_message_size (a node's largest message is about "
+                    "2 x node.limits.max_value_size, base64-encoded)",
+                    {},
+                ) from error
+            error = self.last_error or error
+        if not self.ever_connected:
+            raise ConnectionFailed(
+                0, "connection_failed", f"cannot reach kvdb at {self.http_url}: {error}"
+            ) from error
+        self.failures += 1
+        retries = self.reconnect.retries
+        if retries is not None and self.failures > retries:
+            raise WatchError(
+                "gave_up",
+                f"gave up after {retries} attempts to reconnect to {self.http_url}: {error}",
+                {},
+            ) from error
+        if self.reconnect.on_retry is not None:
+            self.reconnect.on_retry(self.failures, error)
+        return self.next_backoff()
 
     def take(self) -> tuple[ChangeEvent, bool]:
         """The next event, and whether the previous ones should be acknowledged now."""
@@ -152,6 +213,31 @@ class _WatchState:
         return delay
 
 
+class _Reconnect:
+    """How a watch retries: ``retries`` failures in a row (None: forever), ``on_retry``
+    told of each, messages of at most ``max_message_size`` bytes."""
+
+    def __init__(
+        self, retries: int | None, on_retry: RetryCallback | None, max_message_size: int
+    ) -> None:
+        self.retries = retries
+        self.on_retry = on_retry
+        self.max_message_size = max_message_size
+
+
+def _websocket_base(url: str) -> str:
+    """``ws(s)://host[:port][/prefix]`` for an ``http(s)://`` URL; anything else fails now."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https", "ws", "wss") or not parsed.netloc:
+        raise WatchError(
+            "invalid_url",
+            f"{url!r} is not a node's URL: give http://HOST:PORT or https://HOST:PORT",
+            {},
+        )
+    scheme = {"http": "ws", "https": "wss"}.get(parsed.scheme, parsed.scheme)
+    return f"{scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
+
+
 def _refused(exc: websockets.exceptions.InvalidStatus) -> WatchError:
     response = exc.response
     try:
@@ -166,14 +252,17 @@ def _refused(exc: websockets.exceptions.InvalidStatus) -> WatchError:
     )
 
 
-class AsyncWatch:
-    """Async iterator of ``ChangeEvent``; ``last_seq`` and ``caught_up`` tell where it is."""
+class _Watch:
+    """What both forms share: the state, and where the watch is (``last_seq``: the resume
+    position; ``caught_up``: it has reached the head once)."""
 
     def __init__(self, url: str, *, token: str | None = None, patterns: Iterable[str] = (),
                  types: Iterable[str] = (), since: int | str | None = None,
-                 stream: str | None = None, consumer: str | None = None) -> None:  # fmt: skip
-        self._state = _WatchState(url, token, patterns, types, since, stream, consumer)
-        self._ws: AsyncConnection | None = None
+                 stream: str | None = None, consumer: str | None = None,
+                 retries: int | None = DEFAULT_RETRIES, on_retry: RetryCallback | None = None,
+                 max_message_size: int = MAX_MESSAGE_SIZE) -> None:  # fmt: skip
+        reconnect = _Reconnect(retries, on_retry, max_message_size)
+        self._state = _WatchState(url, token, patterns, types, since, stream, consumer, reconnect)
         self._previous: ChangeEvent | None = None
 
     @property
@@ -183,6 +272,12 @@ class AsyncWatch:
     @property
     def caught_up(self) -> bool:
         return self._state.caught_up
+
+
+class AsyncWatch(_Watch):
+    """Async iterator of ``ChangeEvent``."""
+
+    _ws: AsyncConnection | None = None
 
     def __aiter__(self) -> Self:
         return self
@@ -215,21 +310,25 @@ class AsyncWatch:
                 await self._ws.send(message)
 
     async def _receive(self) -> None:
+        state = self._state
         if self._ws is None:
             try:
                 self._ws = await async_connect(
-                    self._state.url(), additional_headers=self._state.headers
+                    state.url(),
+                    additional_headers=state.headers,
+                    max_size=state.reconnect.max_message_size,
                 )
             except websockets.exceptions.InvalidStatus as exc:
                 raise _refused(exc) from exc
-            except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
-                await asyncio.sleep(self._state.next_backoff())
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                await asyncio.sleep(state.lost(exc))
                 return
+            state.connected()
         try:
-            self._state.handle(await self._ws.recv())
-        except websockets.exceptions.ConnectionClosed:
+            state.handle(await self._ws.recv())
+        except websockets.exceptions.ConnectionClosed as exc:
             self._ws = None
-            await asyncio.sleep(self._state.next_backoff())
+            await asyncio.sleep(state.lost(exc))
 
     async def aclose(self) -> None:
         await self.ack()
@@ -244,24 +343,14 @@ class AsyncWatch:
         await self.aclose()
 
 
-class Watch:
+class Watch(_Watch):
     """The blocking form of ``AsyncWatch``, for scripts and the CLI."""
 
-    def __init__(self, url: str, *, token: str | None = None, patterns: Iterable[str] = (),
-                 types: Iterable[str] = (), since: int | str | None = None,
-                 stream: str | None = None, consumer: str | None = None) -> None:  # fmt: skip
-        self._state = _WatchState(url, token, patterns, types, since, stream, consumer)
-        self._ws: SyncConnection | None = None
+    _ws: SyncConnection | None = None
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
         self._connection = contextlib.ExitStack()  # websockets' sync connect is a context manager
-        self._previous: ChangeEvent | None = None
-
-    @property
-    def last_seq(self) -> int | None:
-        return self._state.last_seq
-
-    @property
-    def caught_up(self) -> bool:
-        return self._state.caught_up
 
     def __iter__(self) -> Self:
         return self
@@ -291,22 +380,28 @@ class Watch:
                 self._ws.send(message)
 
     def _receive(self) -> None:
+        state = self._state
         if self._ws is None:
             try:
                 self._ws = self._connection.enter_context(
-                    sync_connect(self._state.url(), additional_headers=self._state.headers)
+                    sync_connect(
+                        state.url(),
+                        additional_headers=state.headers,
+                        max_size=state.reconnect.max_message_size,
+                    )
                 )
             except websockets.exceptions.InvalidStatus as exc:
                 raise _refused(exc) from exc
-            except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
-                time.sleep(self._state.next_backoff())
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                time.sleep(state.lost(exc))
                 return
+            state.connected()
         try:
-            self._state.handle(self._ws.recv())
-        except websockets.exceptions.ConnectionClosed:
+            state.handle(self._ws.recv())
+        except websockets.exceptions.ConnectionClosed as exc:
             self._ws = None
             self._connection.close()
-            time.sleep(self._state.next_backoff())
+            time.sleep(state.lost(exc))
 
     def close(self) -> None:
         self.ack()

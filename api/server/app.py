@@ -41,6 +41,7 @@ from .routers.console import mount_console
 from .routers.pipelines import PipelineCollector, pipeline_summary
 from .routers.pipelines import router as pipelines_router
 from .routers.sync import router as sync_router
+from .routers.ws_consumers import ConsumerHolders
 from .sync_metrics import SyncCollector, sync_summary
 
 __all__ = ["KvdbApp", "create_app"]
@@ -156,6 +157,7 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
     api.state.http_metrics = http
     api.state.event_encoder = EventEncoder()
     api.state.draining = Draining()
+    api.state.ws_consumers = ConsumerHolders()
     _install_error_handlers(api)
     api.include_router(changes.router)
     api.include_router(ws.router)

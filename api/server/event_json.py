@@ -11,6 +11,8 @@ from kvdb import ChangeEvent
 
 __all__ = ["EventEncoder"]
 
+_ENVELOPE = 64  # bytes of a message around its events: type, brackets, last_seq
+
 
 class EventEncoder:
     """A bounded cache of encoded events, keyed by seq (unique for the life of a store)."""
@@ -43,3 +45,29 @@ class EventEncoder:
             self.array(events),
             last_seq,
         )
+
+    def messages(
+        self, kind: str, events: Sequence[ChangeEvent], last_seq: int, max_bytes: int
+    ) -> list[bytes]:
+        """``message`` cut into messages of at most about ``max_bytes`` each (an event larger
+        than that goes alone): a client's frame limit bounds a message, not a batch. Each
+        message's ``last_seq`` is its last event's seq, the last one's ``last_seq``."""
+        if not events:
+            return []
+        budget = max_bytes - _ENVELOPE
+        groups: list[tuple[list[bytes], int]] = []
+        current: list[bytes] = []
+        size = previous = 0
+        for event in events:
+            raw = self.event(event)
+            if current and size + len(raw) + 1 > budget:
+                groups.append((current, previous))
+                current, size = [], 0
+            current.append(raw)
+            size += len(raw) + 1
+            previous = event.seq
+        groups.append((current, last_seq))
+        return [
+            b'{"type":"%s","events":[%s],"last_seq":%d}' % (kind.encode(), b",".join(raws), seq)
+            for raws, seq in groups
+        ]

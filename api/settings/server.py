@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr
 
 from .base import Section
-from .units import Duration
+from .units import Duration, Size
 
 __all__ = ["ServerSettings", "SubscriptionSettings", "TokenSettings"]
 
@@ -62,6 +62,9 @@ class SubscriptionSettings(Section):
     max_batch: int = Field(1000, ge=1)
     progress_interval: Duration = Field(5000, ge=1)
     stall_timeout: Duration = Field(30_000, ge=1)
+    # A WebSocket message carries at most this much (more events go in more messages; one
+    # larger event alone): clients' frame limits must allow it (the Python client: 64 MiB).
+    max_message_size: Size = Field(1024 * 1024, ge=1024)
 
 
 class ServerSettings(Section):

@@ -20,22 +20,33 @@ closes the connection (code 4008) with the last seq it sent, so the client can r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketState
 
-from changestream import ChangeStreamError, Consumer, Cursor, CursorClosed, OverflowPolicy
+from changestream import (
+    ChangeStreamError,
+    Consumer,
+    Cursor,
+    CursorClosed,
+    OverflowPolicy,
+    UnknownStream,
+)
 from kvdb import Compacted, KvdbError
 
 from ...errors import ApiError
 from ..auth import Role
+from ..connections import abort_connection, probe_connection
 from ..dependencies import auth_of, authorization_of, node_of
 from ..errors import BadRequest
 from ..event_json import EventEncoder
 from .changes import parse_since, subscription_filter
+from .ws_consumers import PROBE_TIMEOUT_S, ConsumerHolders
 from .ws_session import (
     CLOSE_ERROR,
     CLOSE_INTERNAL,
@@ -65,6 +76,8 @@ class _ChangesSession(WebSocketSession):
         super().__init__(websocket, self.settings.stall_timeout / 1000)
         self.encoder: EventEncoder = websocket.app.state.event_encoder
         self.consumer: Consumer | None = None
+        self.holders: ConsumerHolders = websocket.app.state.ws_consumers
+        self.released = asyncio.Event()
         self.sent_through = 0
 
     async def run(self) -> None:
@@ -82,7 +95,8 @@ class _ChangesSession(WebSocketSession):
                         "after its consumer's checkpoint"
                     )
                 stream = self.node.streams.get(stream_name)
-                self.consumer = await stream.attach(params.get("consumer") or "ws")
+                name = params.get("consumer") or "ws"
+                self.consumer = await self.holders.attach(stream, name, self)
                 await self._serve(self.consumer.cursor)
             else:
                 patterns, types = params.getlist("pattern"), params.getlist("type")
@@ -104,8 +118,28 @@ class _ChangesSession(WebSocketSession):
             log.exception("a WebSocket subscription failed")
             await self.fail(exc, CLOSE_INTERNAL)
         finally:
-            if self.consumer is not None:
-                self.node.streams.get(self.consumer.stream).detach(self.consumer.name)
+            self.release()
+
+    async def answers(self) -> bool:
+        if self.ws.client_state is WebSocketState.DISCONNECTED:
+            return False
+        answered = await probe_connection(self.ws.scope, PROBE_TIMEOUT_S)
+        return True if answered is None else answered  # None: the server cannot tell
+
+    def release(self, *, end: bool = False) -> None:
+        """Detach this session's consumer now: its client left, or (``end``) another
+        connection takes it over, and this one is ended."""
+        consumer, self.consumer = self.consumer, None
+        if consumer is None:
+            return
+        self.released.set()
+        self.holders.forget(consumer.stream, consumer.name, self)
+        with contextlib.suppress(UnknownStream):
+            stream = self.node.streams.get(consumer.stream)
+            if stream.consumers.get(consumer.name) is consumer:
+                stream.detach(consumer.name)
+        if end:
+            abort_connection(self.ws.scope)
 
     async def _serve(self, cursor: Cursor) -> None:
         self.sent_through = cursor.delivered_through
@@ -130,8 +164,8 @@ class _ChangesSession(WebSocketSession):
                     await self.close(CLOSE_SLOW_CONSUMER, self._resume_hint())
                 raise SessionClosed from exc
             hint = self._resume_hint()
-            if batch.events:
-                message = self.encoder.message("events", batch.events, batch.through)
+            max_bytes = self.settings.max_message_size
+            for message in self.encoder.messages("events", batch.events, batch.through, max_bytes):
                 await self.send(message, closing_reason=hint)
             if batch.caught_up and not announced:
                 caught_up = orjson.dumps({"type": "caught_up", "seq": batch.through})
@@ -147,7 +181,15 @@ class _ChangesSession(WebSocketSession):
     async def _receive_loop(self) -> None:
         while True:
             try:
-                await self._handle(await self.receive_json())
+                doc = await self.receive_json()
+            except SessionClosed:
+                self.release()  # the client left: its consumer is free for its next connection
+                raise
+            except (ApiError, ChangeStreamError) as exc:
+                await self.send_error(exc)
+                continue
+            try:
+                await self._handle(doc)
             except (ApiError, ChangeStreamError) as exc:
                 await self.send_error(exc)
 
