@@ -37,7 +37,7 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             yield LocalSyncTarget(node.sync.receiver)
             return
         transport = httpx.ASGITransport(app=create_app(node))
-        remote = RemoteDBSyncTarget(TargetConfig("b", ("http://b.test",)), transport=transport)
+        remote = RemoteDBSyncTarget(TargetConfig("b", ("http://b.localhost",)), transport=transport)
         yield remote
         await remote.close()
 
