@@ -86,7 +86,7 @@ class CompactionTask(WriteTask):
         now_ms: int,
         guard: Callable[[int], bool] | None = None,
     ) -> None:
-        super().__init__(size=policy.compaction_chunk)
+        super().__init__(size=policy.compaction_chunk, frees_space=True)
         self.policy = policy
         self.tombstone_grace_ms = tombstone_grace_ms
         self.now_ms = now_ms

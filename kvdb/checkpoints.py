@@ -54,7 +54,7 @@ class SetCheckpointTask(WriteTask):
     __slots__ = ("name", "pin", "seq")
 
     def __init__(self, name: str, seq: int, pin: bool) -> None:
-        super().__init__()
+        super().__init__(frees_space=True)  # lets compaction advance
         self.name = name
         self.seq = seq
         self.pin = pin
@@ -71,7 +71,7 @@ class DeleteCheckpointTask(WriteTask):
     __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
-        super().__init__()
+        super().__init__(frees_space=True)
         self.name = name
 
     def apply(self, ctx: WriteContext) -> bool:

@@ -14,6 +14,8 @@ KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 
+DEFAULT_HEADROOM = 64 * MiB
+
 # LMDB's compiled-in maximum key size (MDB_MAXKEYSIZE).
 LMDB_MAX_KEY_BYTES = 511
 
@@ -95,6 +97,17 @@ class StoreConfig:
     limits: Limits = field(default_factory=Limits)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     tombstone_grace_ms: int = 24 * 3600 * 1000
+    # Bytes kept for deletes once the store is nearly full (space.py); None: 64 MiB, or an
+    # eighth of max_map_size if that is less.
+    space_headroom: int | None = None
+
+    @property
+    def headroom(self) -> int:
+        if self.space_headroom is not None:
+            return self.space_headroom
+        if self.max_map_size is not None:
+            return min(DEFAULT_HEADROOM, self.max_map_size // 8)
+        return DEFAULT_HEADROOM
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -107,3 +120,5 @@ class StoreConfig:
             check_node_id(self.node_id)
         if self.max_group_ops < 1:
             raise ValueError("max_group_ops must be at least 1")
+        if self.space_headroom is not None and self.space_headroom < 0:
+            raise ValueError("space_headroom must be >= 0")

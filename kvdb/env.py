@@ -117,13 +117,17 @@ class Environment:
     def map_size(self) -> int:
         return int(self.lmdb.info()["map_size"])
 
-    def grow_map(self) -> int:
-        """Double the map (up to ``max_map_size``). Call with no write txn open."""
+    def grow_map(self, *, into_headroom: bool = False) -> int:
+        """Double the map (up to ``max_map_size``, less the space headroom unless
+        ``into_headroom``: see ``space.py``). Call with no write txn open."""
         current = self.map_size
         limit = self.config.max_map_size
+        if limit is not None and not into_headroom:
+            limit = max(self.config.map_size, limit - self.config.headroom)
         if limit is not None and current >= limit:
             raise StorageFull(
-                f"the store reached max_map_size ({limit} bytes): raise node.max_map_size, "
+                f"the store reached node.max_map_size ({self.config.max_map_size} bytes, "
+                f"{self.config.headroom} of them kept for deletes): raise node.max_map_size, "
                 "lower the change-log retention, or delete data"
             )
         target = current * 2 if limit is None else min(current * 2, limit)

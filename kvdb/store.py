@@ -33,6 +33,7 @@ from .hlc import HybridLogicalClock, wall_clock_ms
 from .ops import BatchResult, Delete, Entry, Put, ScanPage, WriteResult
 from .replica import Replica
 from .replication import META_EPOCH, new_epoch, read_epoch
+from .space import SpaceGuard
 from .stats import WriterStats
 from .system import (
     DeleteSystemRecordTask,
@@ -88,6 +89,7 @@ class Store:
             last_seq,
             max_group_ops=config.max_group_ops,
             flush_interval_s=flush,
+            space=SpaceGuard(self._env, config.headroom),
         )
         self.replica = Replica(
             self._env, self._writer, clock, self.node_id, self.epoch, config.limits
@@ -210,7 +212,7 @@ class Store:
 
     async def batch(self, ops: Sequence[Put | Delete]) -> BatchResult:
         """Apply ``ops`` atomically: all of them commit in one transaction, or none does."""
-        task = _BatchTask(ops, validate_batch(ops, self.limits))
+        task = _BatchTask(ops, *validate_batch(ops, self.limits))
         result: BatchResult = await self._writer.run(task)
         return result
 
@@ -235,7 +237,7 @@ class Store:
         return self.batch_sync([Delete(key, if_version)]).results[0]
 
     def batch_sync(self, ops: Sequence[Put | Delete]) -> BatchResult:
-        task = _BatchTask(ops, validate_batch(ops, self.limits))
+        task = _BatchTask(ops, *validate_batch(ops, self.limits))
         result: BatchResult = self._writer.run_sync(task)
         return result
 
@@ -385,7 +387,7 @@ class _PutTask(WriteTask):
         if_version: Version | None,
         if_absent: bool,
     ) -> None:
-        super().__init__()
+        super().__init__(nbytes=2 * (len(key_bytes) + len(value)))
         self.key = key
         self.key_bytes = key_bytes
         self.value = value
@@ -406,8 +408,9 @@ class _BatchTask(WriteTask):
 
     __slots__ = ("keys", "ops")
 
-    def __init__(self, ops: Sequence[Put | Delete], keys: list[bytes]) -> None:
-        super().__init__(size=len(ops))
+    def __init__(self, ops: Sequence[Put | Delete], keys: list[bytes], nbytes: int) -> None:
+        deletes_only = all(isinstance(op, Delete) for op in ops)
+        super().__init__(size=len(ops), frees_space=deletes_only, nbytes=2 * nbytes)
         self.ops = ops
         self.keys = keys
 

@@ -51,7 +51,7 @@ class DeleteSystemRecordTask(WriteTask):
     __slots__ = ("key",)
 
     def __init__(self, key: str) -> None:
-        super().__init__()
+        super().__init__(frees_space=True)
         self.key = key
 
     def apply(self, ctx: WriteContext) -> bool:

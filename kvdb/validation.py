@@ -114,8 +114,9 @@ def validate_value(value: bytes, limits: Limits, key: str) -> None:
         )
 
 
-def validate_batch(ops: Sequence[Put | Delete], limits: Limits) -> list[bytes]:
-    """Check every op of a batch and return the encoded keys, in order."""
+def validate_batch(ops: Sequence[Put | Delete], limits: Limits) -> tuple[list[bytes], int]:
+    """Check every op of a batch; return the encoded keys, in order, and the bytes of its
+    keys and values."""
     if len(ops) > limits.max_batch_ops:
         raise BatchTooLarge(
             f"batch has {len(ops)} ops; the limit is {limits.max_batch_ops} "
@@ -145,4 +146,4 @@ def validate_batch(ops: Sequence[Put | Delete], limits: Limits) -> list[bytes]:
             limit=limits.max_batch_bytes,
             setting=SETTINGS["max_batch_bytes"],
         )
-    return keys
+    return keys, total

@@ -34,9 +34,10 @@ from typing import Any
 import lmdb
 
 from .env import Environment, translate_error
-from .errors import KvdbError, StorageError, StoreClosed
+from .errors import KvdbError, StorageError, StorageFull, StoreClosed
 from .events import ChangeEvent
 from .hlc import HybridLogicalClock
+from .space import SpaceGuard
 from .stats import WriterStats
 from .txn import WriteContext
 
@@ -54,10 +55,12 @@ class WriteTask:
     """A unit of work for the writer. ``apply`` runs inside the group's transaction and must
     not keep state between calls: after a map resize the whole group is applied again."""
 
-    __slots__ = ("error", "future", "loop", "result", "size")
+    __slots__ = ("error", "frees_space", "future", "loop", "nbytes", "result", "size")
 
-    def __init__(self, size: int = 1) -> None:
+    def __init__(self, size: int = 1, *, frees_space: bool = False, nbytes: int = 0) -> None:
         self.size = size
+        self.frees_space = frees_space  # may use the space headroom (space.py): deletes...
+        self.nbytes = nbytes  # about how much it writes (its values, in the data and the log)
         self.future: AnyFuture | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.result: Any = None
@@ -77,8 +80,10 @@ class GroupCommitWriter:
         *,
         max_group_ops: int,
         flush_interval_s: float | None,
+        space: SpaceGuard | None = None,
     ) -> None:
         self._env = env
+        self._space = space
         self._clock = clock
         self._origin = origin
         self.last_seq = last_seq
@@ -189,6 +194,13 @@ class GroupCommitWriter:
     def _commit_group(self, group: list[WriteTask]) -> None:
         started = time.perf_counter()
         answered: list[WriteTask] = []  # tasks that failed alone, left out of the redo
+        into_headroom = False
+        if self._space is not None and not all(task.frees_space for task in group):
+            refusal = self._space.refusal(sum(task.nbytes for task in group))
+            if refusal is not None:
+                group = self._refuse_ordinary(group, refusal, answered)
+                if not group:
+                    return
         while True:
             txn = None
             try:
@@ -214,7 +226,16 @@ class GroupCommitWriter:
             except lmdb.MapFullError:
                 _abort(txn)
                 try:
-                    size = self._env.grow_map()
+                    size = self._env.grow_map(into_headroom=into_headroom)
+                except StorageFull as exc:
+                    # At the limit for ordinary writes: those fail, the ones that free space
+                    # (deletes...) go on in the headroom.
+                    if into_headroom or all(not task.frees_space for task in group):
+                        self._fail(group + answered, exc)
+                        return
+                    group = self._refuse_ordinary(group, exc, answered)
+                    into_headroom = True
+                    continue
                 except KvdbError as exc:
                     self._fail(group + answered, exc)
                     return
@@ -237,6 +258,20 @@ class GroupCommitWriter:
                 except Exception:
                     log.exception("commit listener %r failed", listener)
         self._answer(group + answered if answered else group)
+
+    def _refuse_ordinary(
+        self, group: list[WriteTask], exc: KvdbError, answered: list[WriteTask]
+    ) -> list[WriteTask]:
+        """Fail the group's writes that do not free space with ``exc`` (answering them if
+        nothing is left to commit); return the others."""
+        kept = [task for task in group if task.frees_space]
+        for task in group:
+            if not task.frees_space:
+                task.error = exc
+                answered.append(task)
+        if not kept:
+            self._answer(answered)
+        return kept
 
     def _fail(self, group: list[WriteTask], exc: BaseException) -> None:
         self.stats.failed_commits += 1

@@ -45,6 +45,8 @@ class NodeSettings(Section):
     flush_interval: Duration = Field(_STORE["flush_interval_ms"], ge=1)
     tombstone_grace: Duration = Field(_STORE["tombstone_grace_ms"], ge=0)
     max_clock_skew: Duration = Field(DEFAULT_MAX_CLOCK_SKEW_MS, ge=0)  # further ahead: refused
+    # kept for deletes once the store is nearly full (null: 64 MiB, or max_map_size / 8)
+    space_headroom: Annotated[Size | None, BeforeValidator(empty_is_none)] = None
     limits: LimitSettings = LimitSettings()
     retention: RetentionSettings = RetentionSettings()
 
@@ -68,4 +70,5 @@ class NodeSettings(Section):
                 compaction_interval_ms=self.retention.compaction_interval,
             ),
             tombstone_grace_ms=self.tombstone_grace,
+            space_headroom=self.space_headroom,
         )

@@ -218,7 +218,8 @@ def test_limits_give_413_and_name_the_setting(settings_factory: Callable[..., Se
 
 
 def test_full_store_is_507(settings_factory: Callable[..., Settings]) -> None:
-    settings = settings_factory(node={"map_size": "1MiB", "max_map_size": "1MiB"})
+    node = {"map_size": "1MiB", "max_map_size": "1MiB", "space_headroom": "256KiB"}
+    settings = settings_factory(node=node)
     with LocalClient(create_app(settings)) as client:
         statuses = {client.put(f"/kv/k{i}", content=b"x" * 50_000).status_code for i in range(40)}
         assert statuses == {200, 507}
@@ -226,3 +227,5 @@ def test_full_store_is_507(settings_factory: Callable[..., Settings]) -> None:
         assert response.json()["error"] == "storage_full"
         assert "max_map_size" in response.json()["message"]
         assert client.get("/kv/k0").status_code == 200
+        # space is reclaimed through the API: deletes still work (#14)
+        assert {client.delete(f"/kv/k{i}").status_code for i in range(3)} == {200}
