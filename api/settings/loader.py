@@ -20,8 +20,11 @@ from pydantic import ValidationError as PydanticValidationError
 from ..errors import ConfigError
 from .problems import describe_validation_errors
 from .root import DEFAULTS_SOURCE, Settings
+from .yaml_graph import check_graph
 
-__all__ = ["load_settings"]
+__all__ = ["MAX_FILE_BYTES", "load_settings"]
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
 def load_settings(
@@ -40,22 +43,39 @@ def load_settings(
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int], str]:
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: the config file is over {MAX_FILE_BYTES} bytes")
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    root, data = _parse(text, path)
     if data is None:
         data = {}
     lines = _line_numbers(root)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a mapping of sections (node, server, ...)")
     return _expand_env(data, (), str(path), lines), lines, str(path)
+
+
+def _parse(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+    """The document's node graph and its data, parsed once. Before anything is built from it
+    the graph is checked (``check_graph``): an alias bomb is refused while it is still small
+    (aliases share nodes until the data is built), and so is a mapping with a key twice."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        check_graph(root, str(path))
+        return root, loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML nests too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def _validate(data: dict[str, Any], source: str, lines: dict[tuple[Any, ...], int]) -> Settings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, field_validator
 
 from .base import Section
 from .units import Duration, Size
@@ -14,17 +14,24 @@ from .units import Duration, Size
 __all__ = ["ServerSettings", "SubscriptionSettings", "TokenSettings"]
 
 
-def _long_enough(token: SecretStr) -> SecretStr:
-    if len(token.get_secret_value()) < 16:
-        # The message never repeats the token: config errors end up in logs.
+def _usable_token(token: SecretStr) -> SecretStr:
+    # The messages never repeat the token: config errors end up in logs.
+    value = token.get_secret_value()
+    if len(value) < 16:
         raise ValueError(
             "a token must be at least 16 characters; generate one with: openssl rand -hex 24"
+        )
+    if not (value.isascii() and value.isprintable()) or any(c.isspace() for c in value):
+        raise ValueError(
+            "a token must be visible ASCII characters, without spaces (one with surrounding "
+            "spaces could never be presented: check the quoting); generate one with: "
+            "openssl rand -hex 24"
         )
     return token
 
 
 class TokenSettings(Section):
-    token: Annotated[SecretStr, AfterValidator(_long_enough)]
+    token: Annotated[SecretStr, AfterValidator(_usable_token)]
     role: Literal["read", "write", "admin", "replication"]
     name: str | None = None
 
@@ -79,3 +86,17 @@ class ServerSettings(Section):
     # Web origins whose pages may write and subscribe, with CORS (besides the node's own).
     cors_origins: tuple[Annotated[str, AfterValidator(_origin)], ...] = ()
     subscriptions: SubscriptionSettings = SubscriptionSettings()
+
+    @field_validator("tokens")
+    @classmethod
+    def _distinct_tokens(cls, tokens: tuple[TokenSettings, ...]) -> tuple[TokenSettings, ...]:
+        first: dict[str, int] = {}
+        for index, entry in enumerate(tokens):
+            earlier = first.setdefault(entry.token.get_secret_value(), index)
+            if earlier != index:
+                raise ValueError(
+                    f"tokens {earlier} and {index} are the same token (with roles "
+                    f"{tokens[earlier].role} and {entry.role}): a token has one role; give "
+                    "each its own token"
+                )
+        return tokens
