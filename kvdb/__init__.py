@@ -41,10 +41,12 @@ from .replication import (
     conflict_id,
 )
 from .store import Store, StoreStats
-from .versions import Version, VersionVector
+from .versions import ANY_VERSION, NO_VERSION, Version, VersionVector
 from .writer import CommitListener, WriteTask
 
 __all__ = [
+    "ANY_VERSION",
+    "NO_VERSION",
     "ApplyResult",
     "BatchResult",
     "BatchTooLarge",

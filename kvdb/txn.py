@@ -28,7 +28,7 @@ from .errors import PreconditionFailed
 from .events import ChangeEvent, EventType
 from .hlc import HybridLogicalClock
 from .ops import WriteResult
-from .versions import Version, encode_vector, vector_of
+from .versions import ANY_VERSION, NO_VERSION, Version, encode_vector, vector_of
 
 __all__ = ["META_HLC", "META_LAST_SEQ", "META_NODE_ID", "WriteContext"]
 
@@ -102,7 +102,8 @@ class WriteContext:
         self, key: str, key_bytes: bytes, if_version: Version | None, if_absent: bool
     ) -> None:
         """Raise ``PreconditionFailed`` unless the key's current version satisfies the
-        condition (``if_absent``: no live value; ``if_version``: exactly that version)."""
+        condition (``if_absent``: no live value; ``if_version``: exactly that version, any
+        live value for ``ANY_VERSION``, never for ``NO_VERSION``)."""
         if if_version is None and not if_absent:
             return
         current = self.current_version(key_bytes)
@@ -113,11 +114,16 @@ class WriteContext:
                 key=key,
                 current_version=current,
             )
-        if if_version is not None and current != if_version:
+        if if_version is None or (if_version == ANY_VERSION and current is not None):
+            return
+        if current != if_version:
             found = "absent" if current is None else f"at version {current}"
+            wanted = {ANY_VERSION: "present", NO_VERSION: "at the version given"}.get(
+                if_version, f"at version {if_version}"
+            )
             raise PreconditionFailed(
-                f"key {key!r} is {found}, not at version {if_version}: re-read it and retry "
-                "with its current version",
+                f"key {key!r} is {found}, not {wanted}: re-read it and retry with its current "
+                "version",
                 key=key,
                 current_version=current,
             )

@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 __all__ = [
+    "ANY_VERSION",
     "NODE_ID_PATTERN",
+    "NO_VERSION",
     "Version",
     "VersionVector",
     "check_node_id",
@@ -76,6 +78,13 @@ class Version(NamedTuple):
         if value >= 1 << 64:
             raise ValueError(f"{text[:80]!r} is not a version: the hlc exceeds 64 bits")
         return cls(value, origin)
+
+
+# Conditions that are no version of a value (no value has an hlc below 1): as ``if_version``,
+# ANY_VERSION holds for any current value (If-Match: *), NO_VERSION never holds (an entity
+# tag that names no version kvdb could hold).
+ANY_VERSION = Version(-1, "*")
+NO_VERSION = Version(0, "")
 
 
 def encode_vector(

@@ -31,12 +31,12 @@ from .kv_requests import (
     content_type_header,
     etag,
     etags,
+    if_match,
     item_json,
     key_from_raw_path,
     parse_batch,
     served_content_type,
     too_large,
-    version_header,
 )
 from .metrics import HttpMetrics
 
@@ -119,7 +119,7 @@ class KVEndpoints:
             raise too_large("value", int(declared), limit, "max_value_size")
 
     async def _put(self, key: str, headers: dict[bytes, bytes], body: bytes) -> Reply:
-        if_version = version_header(headers.get(b"if-match"), "If-Match")
+        if_version = if_match(headers.get(b"if-match"))
         if_absent = False
         if (none_match := headers.get(b"if-none-match")) is not None:
             if none_match.strip() != b"*":
@@ -147,7 +147,7 @@ class KVEndpoints:
         return Reply(200, entry.value, served_content_type(entry.content_type), extra)
 
     async def _delete(self, key: str, headers: dict[bytes, bytes]) -> Reply:
-        if_version = version_header(headers.get(b"if-match"), "If-Match")
+        if_version = if_match(headers.get(b"if-match"))
         result = await self.node.store.delete(key, if_version=if_version)
         if result.seq is None:
             raise NotFound(f"key {key!r} does not exist")

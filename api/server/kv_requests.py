@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import msgpack
 import orjson
 
-from kvdb import Delete, Entry, Limits, Put, Version
+from kvdb import ANY_VERSION, NO_VERSION, Delete, Entry, Limits, Put, Version
 from kvdb.validation import is_media_type, validate_content_type
 
 from .dependencies import is_json
@@ -21,15 +22,16 @@ __all__ = [
     "VALUE_HEADERS",
     "batch_body_limit",
     "batch_encoding",
+    "batch_if_version",
     "content_type_header",
     "etag",
     "etags",
+    "if_match",
     "item_json",
     "key_from_raw_path",
     "parse_batch",
     "served_content_type",
     "too_large",
-    "version_header",
 ]
 
 OCTETS = b"application/octet-stream"
@@ -105,17 +107,69 @@ def too_large(what: str, size: int | None, limit: int, setting: str) -> PayloadT
     )
 
 
-def version_header(raw: bytes | None, name: str) -> Version | None:
+_ENTITY_TAGS = re.compile(rb'[ \t]*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)')
+
+
+def if_match(raw: bytes | None) -> Version | None:
+    """The condition of an ``If-Match`` header (RFC 9110 13.1.1) as an ``if_version``: ``*``
+    holds for any current value (``ANY_VERSION``); a list of entity tags for the version one
+    of them names. A well-formed tag that is no version kvdb could hold (weak, not
+    '<hlc>.<origin>', out of range) never holds (``NO_VERSION``): 412, as for a version that
+    is no longer current. Only a malformed header is a 400 (and a list naming several
+    versions: a key has one); a bare version without quotes is accepted."""
     if raw is None:
         return None
-    text = raw.strip().removeprefix(b"W/").strip(b'"')
+    text = raw.strip()
+    if text == b"*":
+        return ANY_VERSION
+    tags = _entity_tags(text)
+    if tags is None:
+        try:
+            return Version.parse(text.decode("ascii"))  # unquoted: lenient
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest(
+                "If-Match must be '*' or entity tags: the ETag of a read, '\"<hlc>.<origin>\"'"
+                f", got {raw.decode('latin-1')[:80]!r}"
+            ) from None
+    versions = {version for weak, tag in tags if not weak and (version := _version_or_none(tag))}
+    if len(versions) > 1:
+        raise BadRequest("If-Match may name one version: a key has one current version")
+    return versions.pop() if versions else NO_VERSION
+
+
+def batch_if_version(value: object, where: str) -> Version | None:
+    """An op's ``if_version``: a version string ('<hlc>.<origin>'); one out of range is no
+    current version (never holds)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a version string '<hlc>.<origin>', got {value!r:.40}")
+    version = _version_or_none(value.encode("utf-8", "replace"))
+    if version is None:
+        head, dot, origin = value.partition(".")
+        if not (dot and head.isascii() and head.isdigit() and origin):
+            raise BadRequest(f"{where} must be a version '<hlc>.<origin>', got {value!r:.60}")
+        return NO_VERSION  # well-formed, but no version a value could have
+    return version
+
+
+def _entity_tags(text: bytes) -> list[tuple[bool, bytes]] | None:
+    tags: list[tuple[bool, bytes]] = []
+    position = 0
+    while position < len(text):
+        match = _ENTITY_TAGS.match(text, position)
+        if match is None or match.end() == position:
+            return None
+        tags.append((match.group(1) is not None, match.group(2)))
+        position = match.end()
+    return tags or None
+
+
+def _version_or_none(tag: bytes) -> Version | None:
     try:
-        return Version.parse(text.decode("ascii"))
+        return Version.parse(tag.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
-        raise BadRequest(
-            f"{name} must be a version returned by kvdb (the ETag, '<hlc>.<origin>'), got "
-            f"{raw.decode('latin-1')!r}"
-        ) from None
+        return None
 
 
 def etags(raw: bytes) -> list[bytes]:
@@ -138,9 +192,7 @@ def parse_batch(body: bytes, *, binary: bool) -> list[Put | Delete]:
         key = item.get("key")
         if not isinstance(key, str):
             raise BadRequest(f"{where}.key must be a string")
-        if_version = item.get("if_version")
-        if if_version is not None:
-            if_version = version_header(str(if_version).encode(), f"{where}.if_version")
+        if_version = batch_if_version(item.get("if_version"), f"{where}.if_version")
         kind = item.get("op")
         if kind == "put":
             ops.append(

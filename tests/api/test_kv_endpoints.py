@@ -86,7 +86,10 @@ def test_optimistic_concurrency(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "message"),
-    [({"if-match": "abc"}, "If-Match must be a version"), ({"if-none-match": '"1"'}, "only '\\*'")],
+    [
+        ({"if-match": "abc"}, "If-Match must be '\\*' or entity tags"),
+        ({"if-none-match": '"1"'}, "only '\\*'"),
+    ],
 )
 def test_bad_condition_headers(client: TestClient, headers: dict[str, str], message: str) -> None:
     response = client.put("/kv/k", content=b"v", headers=headers)
@@ -229,3 +232,42 @@ def test_full_store_is_507(settings_factory: Callable[..., Settings]) -> None:
         assert client.get("/kv/k0").status_code == 200
         # space is reclaimed through the API: deletes still work (#14)
         assert {client.delete(f"/kv/k{i}").status_code for i in range(3)} == {200}
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        '"1.api-node"',  # an old version
+        '"99999999999999999999999.api-node"',  # out of any hlc's range
+        '"12345"',  # a tag that is no kvdb version
+        '"abc"',
+        'W/"{current}"',  # weak: If-Match compares strongly
+        '"abc", W/"x"',
+    ],
+)
+def test_if_match_with_a_well_formed_tag_that_is_not_current_is_412(
+    client: TestClient, tag: str
+) -> None:
+    """RFC 9110 13.1.1: a well-formed If-Match that does not match is 412, not 400 (#16)."""
+    current = client.put("/kv/doc", content=b"v1").json()["version"]
+    for method in ("PUT", "DELETE"):
+        response = client.request(
+            method, "/kv/doc", content=b"v2", headers={"if-match": tag.format(current=current)}
+        )
+        assert response.status_code == 412, (method, response.text)
+        assert response.json()["current_version"] == current
+    ops = [{"op": "put", "key": "doc", "value": "v3", "if_version": "99999999999999999999.x"}]
+    assert client.post("/kv/_batch", json={"ops": ops}).status_code == 412
+
+
+def test_if_match_star_and_lists(client: TestClient) -> None:
+    assert client.put("/kv/new", content=b"v", headers={"if-match": "*"}).status_code == 412
+    client.put("/kv/doc", content=b"v1")
+    assert client.put("/kv/doc", content=b"v2", headers={"if-match": "*"}).status_code == 200
+    current = client.get("/kv/doc").headers["etag"]
+    listed = client.put("/kv/doc", content=b"v3", headers={"if-match": f'"abc", {current}'})
+    assert listed.status_code == 200
+    two = client.put("/kv/doc", content=b"v4", headers={"if-match": '"1.a", "2.b"'})
+    assert two.status_code == 400 and "one version" in two.json()["message"]
+    assert client.delete("/kv/doc", headers={"if-match": "*"}).status_code == 200
+    assert client.delete("/kv/doc", headers={"if-match": "*"}).status_code == 412
