@@ -43,6 +43,7 @@ SETTINGS = {
     "max_value_bytes": "node.limits.max_value_size",
     "max_batch_ops": "node.limits.max_batch_ops",
     "max_batch_bytes": "node.limits.max_batch_size",
+    "max_clock_skew": "node.max_clock_skew",
 }
 
 

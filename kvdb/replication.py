@@ -228,7 +228,7 @@ class ApplyRemoteTask(WriteTask):
             if hlc_to_ms(item.hlc) > limit:
                 raise ClockSkew(
                     f"version {item.version} of {item.key!r} is {ahead} ms ahead of this "
-                    f"node's clock, more than max_clock_skew ({self.max_skew_ms} ms): fix the "
+                    f"node's clock, more than node.max_clock_skew ({self.max_skew_ms} ms): fix the "
                     f"clock of {item.origin} (NTP); nothing of the batch was applied",
                     key=item.key,
                     origin=item.origin,

@@ -161,7 +161,7 @@ class _FastCycle:
         self._size += len(chunk)
         limit = self.protocol.kv.node.store.limits.max_value_bytes
         if self._size > limit:
-            self._refusal = too_large("value", None, limit, "max_value_size")
+            self._refusal = too_large("value", None, limit, "max_value_bytes")
             self._chunks = []
             return
         self._chunks.append(chunk)

@@ -116,7 +116,7 @@ class KVEndpoints:
         declared = headers.get(b"content-length")
         limit = self.node.store.limits.max_value_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise too_large("value", int(declared), limit, "max_value_size")
+            raise too_large("value", int(declared), limit, "max_value_bytes")
 
     async def _put(self, key: str, headers: dict[bytes, bytes], body: bytes) -> Reply:
         if_version = if_match(headers.get(b"if-match"))
@@ -180,7 +180,7 @@ class KVEndpoints:
         if op != "put":
             return b""
         self.check_body_size(headers)
-        return await _read_body(receive, self.node.store.limits.max_value_bytes, "max_value_size")
+        return await _read_body(receive, self.node.store.limits.max_value_bytes, "max_value_bytes")
 
     async def _collection_request(
         self, op: str, scope: Scope, headers: dict[bytes, bytes], receive: Receive
@@ -225,8 +225,8 @@ class KVEndpoints:
         limit = batch_body_limit(self.node.store.limits)
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise too_large("batch", int(declared), limit, "max_batch_size")
-        body = await _read_body(receive, limit, "max_batch_size")
+            raise too_large("batch", int(declared), limit, "max_batch_bytes")
+        body = await _read_body(receive, limit, "max_batch_bytes")
         if len(body) > _PARSE_INLINE:  # a big batch parses off the event loop
             ops = await asyncio.to_thread(parse_batch, body, binary=binary)
         else:

@@ -12,6 +12,7 @@ import msgpack
 import orjson
 
 from kvdb import ANY_VERSION, NO_VERSION, Delete, Entry, Limits, Put, Version
+from kvdb.config import SETTINGS
 from kvdb.validation import is_media_type, validate_content_type
 
 from .dependencies import is_json
@@ -97,13 +98,16 @@ def key_from_raw_path(raw_path: bytes) -> str:
         ) from exc
 
 
-def too_large(what: str, size: int | None, limit: int, setting: str) -> PayloadTooLarge:
+def too_large(what: str, size: int | None, limit: int, limit_name: str) -> PayloadTooLarge:
+    """A body over the limit that ``limit_name`` (a ``kvdb.config.Limits`` field) sets."""
+    setting = SETTINGS[limit_name]
     said = f"is {size} bytes" if size is not None else f"exceeds {limit} bytes"
     return PayloadTooLarge(
-        f"the {what} {said}; the limit is {limit} bytes (node.limits.{setting}): send less or "
-        "raise the limit",
+        f"the {what} {said}; the limit is {limit} bytes ({setting}): send less or raise the "
+        "limit",
         size=size,
         limit=limit,
+        setting=setting,
     )
 
 

@@ -212,12 +212,15 @@ def test_limits_give_413_and_name_the_setting(settings_factory: Callable[..., Se
     with LocalClient(create_app(settings)) as client:
         too_big = client.put("/kv/k", content=b"x" * 1025)
         assert too_big.status_code == 413
-        assert "max_value_size" in too_big.json()["message"]
+        assert "(node.limits.max_value_size)" in too_big.json()["message"]
+        assert too_big.json()["setting"] == "node.limits.max_value_size"
         assert client.put("/kv/k", content=b"x" * 1024).status_code == 200
         ops = [{"op": "delete", "key": f"k{i}"} for i in range(3)]
         response = client.post("/kv/_batch", json={"ops": ops})
         assert response.status_code == 413 and response.json()["error"] == "batch_too_large"
         assert response.json()["limit"] == 2
+        assert "(node.limits.max_batch_ops)" in response.json()["message"]  # #17
+        assert response.json()["setting"] == "node.limits.max_batch_ops"
 
 
 def test_full_store_is_507(settings_factory: Callable[..., Settings]) -> None:

@@ -138,3 +138,14 @@ def test_a_file_or_declared_sections_make_a_declaration(tmp_path: Path) -> None:
     from_file = load_settings(path)
     assert from_file.declares and from_file.prune  # an empty file declares: nothing
     assert Settings(streams=(StreamSettings(name="s"),)).declares  # a program's sections
+
+
+def test_limit_errors_name_settings_that_exist() -> None:
+    """Every setting an error names (#17) is a field of the configuration file."""
+    from kvdb.config import SETTINGS
+
+    for setting in SETTINGS.values():
+        model: object = load_settings()
+        for part in setting.split("."):
+            assert hasattr(model, part), f"{setting}: no {part!r}"
+            model = getattr(model, part)

@@ -49,7 +49,8 @@ _MAX_CONFLICT_PAGE = 1000
 
 async def _body(request: Request) -> bytes:
     limit = node_of(request).store.limits.max_batch_bytes + 1024 * 1024
-    return await read_body(request, limit, "a sync batch (send smaller batches)")
+    what = "a sync batch (node.limits.max_batch_size plus 1 MiB: send smaller batches)"
+    return await read_body(request, limit, what)
 
 
 @router.post("/handshake", openapi_extra=MSGPACK_BODY)
