@@ -2,10 +2,11 @@
 
 A replay selects events by seq range (``from_seq``..``to_seq``, both inclusive) or by commit
 time (``from_ts`` inclusive .. ``to_ts`` exclusive, ms since the epoch), then by type and key
-pattern. Into a handler, every selected event goes to it (routes are not consulted); into a
-route, the selected events that route matches go to each of its handlers (other routes and
-``final`` play no part). Deliveries use the handler's batching, retries and dead letters, one
-handler call at a time alongside its live deliveries.
+pattern. Into a handler, the selected events its routes send it go to it, as they would live
+(every route that names it, priorities and ``final`` included); ``ignore_routes`` sends it every
+selected event instead. Into a route, the selected events that route matches go to each of its
+handlers (other routes and ``final`` play no part). Deliveries use the handler's batching,
+retries and dead letters, one handler call at a time alongside its live deliveries.
 
 A replay handles at most ``limit`` selected events; when it stops early, ``next_seq`` is the
 ``from_seq`` that continues it. ``dry_run`` delivers nothing and calls no handler code: it
@@ -23,7 +24,7 @@ from changestream import ChangeStreamError, EventFilter, parse_event_types
 from kvdb import ChangeEvent, Compacted, EventType, Store
 
 from .errors import InvalidReplay, UnknownHandler
-from .routes import EventRoute
+from .routes import EventRoute, RouteTable
 from .runner import HandlerRunner
 
 __all__ = ["MAX_REPLAY_LIMIT", "EventReplayer", "ReplayRequest", "ReplayResult"]
@@ -45,6 +46,7 @@ class ReplayRequest:
     key_patterns: tuple[str, ...] = ()
     dry_run: bool = False
     limit: int = 10_000
+    ignore_routes: bool = False  # into a handler: every selected event, whatever its routes
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.route is None):
@@ -73,6 +75,10 @@ class ReplayRequest:
             raise InvalidReplay(f"limit must be within 1..{MAX_REPLAY_LIMIT}, got {self.limit!r}")
         if isinstance(self.key_patterns, str):
             raise InvalidReplay("key_patterns must be a list of patterns, not one string")
+        if not isinstance(self.ignore_routes, bool):
+            raise InvalidReplay(f"ignore_routes must be true or false, got {self.ignore_routes!r}")
+        if self.ignore_routes and self.route is not None:
+            raise InvalidReplay("ignore_routes is for a replay into a handler, not a route")
         try:
             object.__setattr__(self, "event_types", parse_event_types(self.event_types))
             object.__setattr__(self, "key_patterns", tuple(self.key_patterns))
@@ -115,10 +121,12 @@ class EventReplayer:
         store: Store,
         runners: Callable[[], Mapping[str, HandlerRunner]],
         route: Callable[[str], EventRoute],
+        table: Callable[[], RouteTable],
     ) -> None:
         self._store = store
         self._runners = runners
         self._route = route
+        self._table = table
 
     async def replay(self, request: ReplayRequest) -> ReplayResult:
         targets, route_filter = self._targets(request)
@@ -151,7 +159,17 @@ class EventReplayer:
     ) -> tuple[list[HandlerRunner], Callable[[ChangeEvent], bool] | None]:
         runners = self._runners()
         if request.handler is not None:
-            return [self._runner(runners, request.handler)], None
+            runner = self._runner(runners, request.handler)
+            if request.ignore_routes:
+                return [runner], None
+            table, name = self._table(), request.handler
+            if name not in table.handler_names:
+                raise InvalidReplay(
+                    f"no route sends events to handler {name!r}, so a replay through its "
+                    "routes would deliver nothing: pass ignore_routes: true to replay every "
+                    "selected event into it"
+                )
+            return [runner], lambda event: name in table.targets(event)
         assert request.route is not None
         route = self._route(request.route)
         route_filter = EventFilter(route.event_types, route.key_patterns)

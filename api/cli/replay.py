@@ -29,6 +29,12 @@ def replay(
         list[str] | None, typer.Option(help="Only keys matching (RE2, whole key); may repeat.")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Deliver nothing; list what would go.")] = False,
+    ignore_routes: Annotated[
+        bool,
+        typer.Option(
+            help="With --handler: every selected event, not only what its routes send it."
+        ),
+    ] = False,
     page: Annotated[int, typer.Option(help="Selected events per request.")] = 10_000,
     as_json: AsJson = False,
     url: Url = DEFAULT_URL,
@@ -43,6 +49,7 @@ def replay(
         "handler": handler, "route": route, "to_seq": to_seq, "from_ts": from_ts,
         "to_ts": to_ts, "event_types": [t.value for t in type or ()] or None,
         "key_patterns": pattern or None, "dry_run": dry_run or None, "limit": page,
+        "ignore_routes": ignore_routes or None,
     }  # fmt: skip
     pages: list[dict[str, Any]] = []
     with connect(url, token, timeout=300) as client:

@@ -103,8 +103,7 @@ def too_large(what: str, size: int | None, limit: int, limit_name: str) -> Paylo
     setting = SETTINGS[limit_name]
     said = f"is {size} bytes" if size is not None else f"exceeds {limit} bytes"
     return PayloadTooLarge(
-        f"the {what} {said}; the limit is {limit} bytes ({setting}): send less or raise the "
-        "limit",
+        f"the {what} {said}; the limit is {limit} bytes ({setting}): send less or raise the limit",
         size=size,
         limit=limit,
         setting=setting,

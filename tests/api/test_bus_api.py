@@ -186,6 +186,13 @@ def test_replay_roles_and_results(settings_factory: Callable[..., Settings]) -> 
         assert client.post("/bus/handlers", json=body, headers=reader).status_code == 403
         assert client.post("/bus/handlers", json=body, headers=admin).status_code == 201
         replay = {"handler": "h", "from_seq": 2, "to_seq": 4}
+        unrouted = client.post("/bus/replay", json={**replay, "dry_run": True}, headers=reader)
+        assert unrouted.status_code == 400 and "ignore_routes" in unrouted.json()["message"]
+        route = {"name": "r", "key_patterns": ["k[12]"], "handler_names": ["h"]}
+        assert client.post("/bus/routes", json=route, headers=admin).status_code == 201
+        routed = client.post("/bus/replay", json={**replay, "dry_run": True}, headers=reader)
+        assert [e["key"] for e in routed.json()["events"]] == ["k1", "k2"]  # through its route
+        replay["ignore_routes"] = True
         dry = client.post("/bus/replay", json={**replay, "dry_run": True}, headers=reader)
         assert dry.status_code == 200, dry.text
         assert dry.json()["would_deliver"] == {"h": 3} and sample_handlers.SEEN == []

@@ -85,7 +85,9 @@ async def bus_with_history(
 
 async def test_replay_a_seq_range_into_a_handler(bus_with_history: Any) -> None:
     bus, target, other = bus_with_history
-    result = await bus.replay(ReplayRequest(handler="target", from_seq=3, to_seq=6))
+    result = await bus.replay(
+        ReplayRequest(handler="target", ignore_routes=True, from_seq=3, to_seq=6)
+    )
     assert target.seqs == [3, 4, 5, 6] and other.seqs == []
     assert (result.scanned, result.selected, result.delivered) == (4, 4, {"target": 4})
     assert (result.from_seq, result.through_seq, result.next_seq) == (3, 6, None)
@@ -95,6 +97,7 @@ async def test_replay_with_filters(bus_with_history: Any) -> None:
     bus, target, _ = bus_with_history
     request = ReplayRequest(
         handler="target",
+        ignore_routes=True,
         from_seq=1,
         key_patterns=("orders/.*",),
         event_types=frozenset({EventType.INSERT}),
@@ -115,24 +118,32 @@ async def test_replay_into_a_route_goes_to_its_handlers_through_its_filter(
 
 async def test_replay_a_time_range(bus_with_history: Any) -> None:
     bus, target, _ = bus_with_history
-    await bus.replay(ReplayRequest(handler="target", from_ts=T0 + 1000, to_ts=T0 + 2000))
+    await bus.replay(
+        ReplayRequest(handler="target", ignore_routes=True, from_ts=T0 + 1000, to_ts=T0 + 2000)
+    )
     assert target.keys == ["users/5", "users/6", "users/7"]
     target.calls.clear()
-    await bus.replay(ReplayRequest(handler="target", from_ts=T0 + 1500))
+    await bus.replay(ReplayRequest(handler="target", ignore_routes=True, from_ts=T0 + 1500))
     assert target.seqs == [8, 9, 10]
     target.calls.clear()
-    await bus.replay(ReplayRequest(handler="target", to_ts=T0 + 1))
+    await bus.replay(ReplayRequest(handler="target", ignore_routes=True, to_ts=T0 + 1))
     assert target.seqs == [1, 2, 3, 4]
 
 
 async def test_a_limited_replay_says_where_to_continue(bus_with_history: Any) -> None:
     bus, target, _ = bus_with_history
-    request = ReplayRequest(handler="target", from_seq=1, key_patterns=("users/.*",), limit=2)
+    request = ReplayRequest(
+        handler="target", ignore_routes=True, from_seq=1, key_patterns=("users/.*",), limit=2
+    )
     first = await bus.replay(request)
     assert target.seqs == [5, 6] and first.next_seq == 7 and first.through_seq == 6
     second = await bus.replay(
         ReplayRequest(
-            handler="target", from_seq=first.next_seq, key_patterns=("users/.*",), limit=2
+            handler="target",
+            ignore_routes=True,
+            from_seq=first.next_seq,
+            key_patterns=("users/.*",),
+            limit=2,
         )
     )
     assert target.seqs == [5, 6, 7, 10] and second.next_seq is None
@@ -152,7 +163,9 @@ async def test_a_dry_run_delivers_nothing(bus_with_history: Any) -> None:
 async def test_replay_failures_are_retried_and_dead_lettered(bus_with_history: Any) -> None:
     bus, target, _ = bus_with_history
     target.fail = {2}
-    result = await bus.replay(ReplayRequest(handler="target", from_seq=1, to_seq=3))
+    result = await bus.replay(
+        ReplayRequest(handler="target", ignore_routes=True, from_seq=1, to_seq=3)
+    )
     assert target.seqs == [1, 3] and result.dead_lettered == {"target": 1}
     assert bus.dead_letter("target", 2).attempts == 3
 
@@ -164,11 +177,11 @@ async def test_replaying_a_compacted_range_is_an_explicit_error(
     await asyncio.to_thread(timed_store.compact_sync)  # keeps the last 8 events
     assert timed_store.oldest_seq() == 3
     with pytest.raises(Compacted) as info:
-        await bus.replay(ReplayRequest(handler="target", from_seq=1))
+        await bus.replay(ReplayRequest(handler="target", ignore_routes=True, from_seq=1))
     assert info.value.oldest_seq == 3
     with pytest.raises(Compacted):
-        await bus.replay(ReplayRequest(handler="target", from_ts=T0))
-    result = await bus.replay(ReplayRequest(handler="target", to_seq=4))
+        await bus.replay(ReplayRequest(handler="target", ignore_routes=True, from_ts=T0))
+    result = await bus.replay(ReplayRequest(handler="target", ignore_routes=True, to_seq=4))
     assert target.seqs == [3, 4] and result.from_seq == 3
 
 
@@ -183,6 +196,7 @@ async def test_bad_replay_requests(bus_with_history: Any) -> None:
         ({"handler": "target", "from_seq": 0}, "from_seq must be >= 1"),
         ({"handler": "target", "from_seq": 1, "limit": 0}, "limit must be within"),
         ({"handler": "target", "from_seq": 1, "key_patterns": ["("]}, "not a valid RE2"),
+        ({"route": "orders", "from_seq": 1, "ignore_routes": True}, "not a route"),
     ]:
         with pytest.raises(InvalidReplay, match=message):
             ReplayRequest(**fields)
@@ -190,3 +204,25 @@ async def test_bad_replay_requests(bus_with_history: Any) -> None:
         await bus.replay(ReplayRequest(handler="ghost", from_seq=1))
     with pytest.raises(UnknownRoute):
         await bus.replay(ReplayRequest(route="ghost", from_seq=1))
+
+
+async def test_replay_into_a_handler_goes_through_its_routes(bus_with_history: Any) -> None:
+    """A handler gets what its routes would send it (#18): here only deletes of orders."""
+    bus, target, other = bus_with_history
+    dry = await bus.replay(ReplayRequest(handler="target", from_seq=1, dry_run=True))
+    assert [e["seq"] for e in dry.events] == [9] and dry.to_dict()["would_deliver"] == {"target": 1}
+    result = await bus.replay(ReplayRequest(handler="target", from_seq=1))
+    assert target.seqs == [9] and other.seqs == [] and result.selected == 1
+    everything = await bus.replay(
+        ReplayRequest(handler="target", from_seq=1, ignore_routes=True, dry_run=True)
+    )
+    assert everything.selected == 10
+
+
+async def test_a_handler_no_route_feeds(bus_with_history: Any) -> None:
+    bus, _, _ = bus_with_history
+    await bus.remove_route("orders")
+    with pytest.raises(InvalidReplay, match="ignore_routes: true"):
+        await bus.replay(ReplayRequest(handler="target", from_seq=1))
+    result = await bus.replay(ReplayRequest(handler="target", from_seq=1, ignore_routes=True))
+    assert result.selected == 10

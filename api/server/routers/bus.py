@@ -272,6 +272,10 @@ class ReplayBody(BaseModel):
     key_patterns: tuple[str, ...] = ()
     dry_run: bool = False
     limit: int = Field(defaults_of(ReplayRequest)["limit"], ge=1, le=MAX_REPLAY_LIMIT)
+    ignore_routes: bool = Field(
+        False,
+        description="into a handler: every selected event, not only what its routes send it",
+    )
 
 
 @router.post("/replay", dependencies=[require(Role.READ)])
