@@ -74,9 +74,11 @@ class UnknownStream(ChangeStreamError):
 class StreamExists(ChangeStreamError):
     code = "stream_exists"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, differs: bool = False) -> None:
+        detail = " with another configuration" if differs else ""
         super().__init__(
-            f"a stream named {name!r} already exists; update it or pick another name", name=name
+            f"a stream named {name!r} already exists{detail}; update it or pick another name",
+            name=name,
         )
         self.name = name
 

@@ -176,13 +176,26 @@ class ChangeStreamManager:
         return [self._streams[name] for name in sorted(self._streams)]
 
     async def create(
-        self, config: StreamConfig, *, processors: Iterable[StreamProcessor] = ()
+        self,
+        config: StreamConfig,
+        *,
+        processors: Iterable[StreamProcessor] = (),
+        exist_ok: bool = False,
     ) -> ChangeStream:
-        if config.name in self._streams:
-            raise StreamExists(config.name)
-        stream = ChangeStream(config, self.store, self.clock, self)
-        self._streams[config.name] = stream
-        await self._persist(config, stream.ownership)
+        """Create the stream and attach ``processors`` to it. Streams are persisted, so a
+        program that creates its stream at every start passes ``exist_ok``: a stream of that
+        name with an identical configuration is then used as it is (its processors resume
+        from their checkpoints); a different one is still ``StreamExists``."""
+        stream = self._streams.get(config.name)
+        if stream is not None:
+            if not exist_ok:
+                raise StreamExists(config.name)
+            if stream.config != config:
+                raise StreamExists(config.name, differs=True)
+        else:
+            stream = ChangeStream(config, self.store, self.clock, self)
+            self._streams[config.name] = stream
+            await self._persist(config, stream.ownership)
         for processor in processors:
             await stream.add_processor(processor)
         return stream
