@@ -98,9 +98,10 @@ for data_command in (backup, restore, dump, load):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (usage errors exit with 2)."""
     command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         result = command.main(
-            args=list(sys.argv[1:] if argv is None else argv),
+            args=args,
             prog_name="kvdb",
             standalone_mode=False,
         )
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kvdb: configuration error:\n{exc}", file=sys.stderr)
         return 2
     except (ClientError, KvdbError, WatchError) as exc:
-        print(f"kvdb: {exc}{_hint(exc)}", file=sys.stderr)
+        print(f"kvdb: {_explain(exc, args)}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, typer.Abort):
         return 130
@@ -126,9 +127,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-def _hint(exc: Exception) -> str:
-    if isinstance(exc, ClientError) and exc.status == 401:
-        return "\n(pass a token with --token or KVDB_TOKEN)"
-    if isinstance(exc, ClientError) and exc.status == 403:
-        return "\n(this needs a token with a stronger role: --token or KVDB_TOKEN)"
-    return ""
+def _explain(exc: Exception, args: list[str]) -> str:
+    """The error for a person at the command line: a token is passed with ``--token`` (or
+    ``KVDB_TOKEN``), not as the header the server's message names."""
+    code = exc.code if isinstance(exc, ClientError) else None
+    status = exc.status if isinstance(exc, ClientError) else None
+    if code == "unauthorized" or status == 401:
+        given = any(a == "--token" or a.startswith("--token=") for a in args)
+        given = given or bool(os.environ.get("KVDB_TOKEN"))
+        return (
+            "unauthorized: this node requires a token, and "
+            + ("the one given is not one of its tokens" if given else "none was given")
+            + ": pass --token TOKEN or set KVDB_TOKEN"
+        )
+    if code == "forbidden" or status == 403:
+        message = exc.message if isinstance(exc, ClientError) else str(exc)
+        return f"forbidden: {message}: pass a token with that role (--token or KVDB_TOKEN)"
+    return str(exc)
