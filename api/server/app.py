@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
@@ -31,9 +30,8 @@ from .errors import BadRequest, MethodNotAllowed, NotFound, error_response_parts
 from .event_json import EventEncoder
 from .guard import CORS_HEADERS, RequestGuard
 from .kv import KVEndpoints, Receive, Scope, Send
-from .kv_openapi import ERROR_SCHEMA, KV_PATHS
 from .metrics import CONTENT_TYPE, HttpMetrics, build_registry, render_metrics
-from .openapi_bodies import add_request_bodies
+from .openapi import install_openapi
 from .routers import admin, changes, docs, streams, ws
 from .routers.bus import BusCollector, bus_summary
 from .routers.bus import router as bus_router
@@ -208,12 +206,17 @@ def create_app(node: Node | Settings | None = None) -> KvdbApp:
             "orphaned": [orphan.to_dict() for orphan in node.orphans()],
         }
 
-    @api.get("/metrics", tags=["operations"], dependencies=[require(Role.READ)])
+    @api.get(
+        "/metrics",
+        tags=["operations"],
+        dependencies=[require(Role.READ)],
+        response_class=PlainTextResponse,
+    )
     async def metrics() -> Response:
         """Prometheus text format."""
         return Response(render_metrics(registry), media_type=CONTENT_TYPE)
 
-    api.openapi = _openapi_with_kv_paths(api)  # type: ignore[method-assign]
+    install_openapi(api)
     guard = RequestGuard(node.settings.server)
     return KvdbApp(node, api, KVEndpoints(node, auth, http, guard))
 
@@ -246,20 +249,19 @@ def _from_framework(request: Request, exc: Exception) -> Exception:
         if exc.status_code == 404:
             return NotFound(f"no route for {request.method} {request.url.path}")
         if exc.status_code == 405 and allow is not None:
-            return MethodNotAllowed(str(exc.detail), allow=allow)
+            allow = _allowed_methods(request) or allow
+            return MethodNotAllowed(
+                f"{request.method} {request.url.path}: use {allow}", allow=allow
+            )
     return exc
 
 
-def _openapi_with_kv_paths(api: FastAPI) -> Callable[[], dict[str, Any]]:
-    generate = api.openapi
-
-    def openapi() -> dict[str, Any]:
-        if api.openapi_schema is None:
-            schema = generate()
-            schema["paths"] = {**KV_PATHS, **schema["paths"]}
-            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-            add_request_bodies(schema)
-            api.openapi_schema = schema
-        return api.openapi_schema
-
-    return openapi
+def _allowed_methods(request: Request) -> str:
+    """Every method the path has a route for (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    path = request.scope["path"]
+    for route in request.app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..settings.bus import HandlerSettings, RouteSettings
 from ..settings.streams import StreamSettings
+from ..settings.sync import SyncSettings
 from .routers.bus import RedriveBody, ReplayBody
 
 __all__ = ["add_request_bodies"]
@@ -55,6 +56,7 @@ _BODIES: dict[tuple[str, str], tuple[type[BaseModel], str | None]] = {
     ("/bus/dead-letters/redrive", "post"): (RedriveBody, None),
     ("/bus/replay", "post"): (ReplayBody, None),
     ("/sql", "post"): (SqlBody, None),
+    ("/sync/processors", "post"): (SyncSettings, None),
     ("/kv/_batch", "post"): (BatchBody, None),
 }
 

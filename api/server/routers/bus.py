@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
@@ -40,6 +40,7 @@ from ..metrics import StatFamilies, histogram_buckets
 __all__ = ["BusCollector", "bus_summary", "router"]
 
 router = APIRouter(prefix="/bus", tags=["event bus"])
+Seq = Annotated[int, Path(ge=0, le=2**64 - 1, description="the dead letter's first seq")]
 MAX_PAGE = 1000
 
 
@@ -122,6 +123,7 @@ class _Named:
             on.add_api_route(
                 route, endpoint, methods=[method], dependencies=dependencies,
                 status_code=status, name=name, description=self.notes.get(endpoint.__name__),
+                responses={201: {"description": "created"}} if method == "PUT" else None,
             )  # fmt: skip
 
 
@@ -204,13 +206,13 @@ async def list_dead_letters(
 
 
 @router.get("/dead-letters/{handler}/{seq}", dependencies=[require(Role.READ)])
-async def get_dead_letter(request: Request, handler: str, seq: int) -> dict[str, Any]:
+async def get_dead_letter(request: Request, handler: str, seq: Seq) -> dict[str, Any]:
     """One dead letter with its events, error, attempts and times."""
     return _bus(request).dead_letter(handler, seq).to_dict()
 
 
 @router.post("/dead-letters/{handler}/{seq}/redrive", dependencies=[require(Role.ADMIN)])
-async def redrive_dead_letter(request: Request, handler: str, seq: int) -> dict[str, Any]:
+async def redrive_dead_letter(request: Request, handler: str, seq: Seq) -> dict[str, Any]:
     """Deliver it to its handler once more: removed if handled, kept (with the new error)
     if not."""
     outcome = await _bus(request).redrive(handler, seq)
@@ -237,7 +239,7 @@ async def redrive_dead_letters(request: Request, body: JsonBody) -> dict[str, An
 
 
 @router.delete("/dead-letters/{handler}/{seq}", dependencies=[require(Role.ADMIN)])
-async def delete_dead_letter(request: Request, handler: str, seq: int) -> dict[str, Any]:
+async def delete_dead_letter(request: Request, handler: str, seq: Seq) -> dict[str, Any]:
     bus = _bus(request)
     letter = bus.dead_letter(handler, seq)  # 404 if there is none
     await bus.dead_letters.delete(handler, seq)

@@ -59,7 +59,9 @@ async def get_stream(request: Request, name: str) -> dict[str, Any]:
     }
 
 
-@router.put("/{name}", dependencies=[require(Role.ADMIN)])
+@router.put(
+    "/{name}", dependencies=[require(Role.ADMIN)], responses={201: {"description": "created"}}
+)
 async def put_stream(
     request: Request, response: Response, name: str, body: JsonBody
 ) -> dict[str, Any]:
