@@ -8,6 +8,8 @@ the error is kept in ``startup_error`` for the caller to report (``kvdb serve`` 
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 import traceback
 from typing import Any
@@ -257,11 +259,21 @@ def _from_framework(request: Request, exc: Exception) -> Exception:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method the path has a route for (Starlette names only the first route's)."""
-    methods: set[str] = set()
+    """Every method the path has an operation for, from the OpenAPI document (Starlette's
+    405 names only the first route's); HEAD with GET."""
     path = request.scope["path"]
-    for route in request.app.router.routes:
-        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
-        if regex is not None and route_methods and regex.match(path):
-            methods |= set(route_methods)
+    methods: set[str] = set()
+    for template, item in request.app.openapi()["paths"].items():
+        if _template(template).fullmatch(path):
+            methods |= {method.upper() for method in item if method in _METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
     return ", ".join(sorted(methods))
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "patch"})
+
+
+@functools.cache
+def _template(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from starlette.exceptions import HTTPException
 
 from api.errors import ApiError, ConfigError
@@ -101,3 +102,10 @@ def test_the_client_errors_have_the_shape_too() -> None:
     assert info.value.fields == {"oldest_seq": 7, "since": 3} and info.value.oldest_seq == 7
     assert str(info.value) == "compacted: m"
     assert issubclass(WatchError, ClientError)
+
+
+def test_405_lists_every_method_of_the_path(client: TestClient) -> None:
+    response = client.put("/streams", json={})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert client.post("/bus/handlers/x", json={}).headers["allow"] == "DELETE, GET, HEAD, PUT"
