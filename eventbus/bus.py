@@ -87,9 +87,7 @@ class EventBus:
         self._rng = rng or random.Random()
         self.router = Router()
         self.dead_letters = DeadLetterStore(store)
-        self.replayer = EventReplayer(
-            store, lambda: self._runners, self.route, lambda: self.router.table
-        )
+        self.replayer = EventReplayer(store, lambda: self._runners, self.route, self.router)
         self.aggregator: EventAggregator | None = None
         self._catalog = Catalog(store)
         self._stream: ChangeStream | None = None  # made when the first consumer attaches

@@ -24,7 +24,7 @@ from changestream import ChangeStreamError, EventFilter, parse_event_types
 from kvdb import ChangeEvent, Compacted, EventType, Store
 
 from .errors import InvalidReplay, UnknownHandler
-from .routes import EventRoute, RouteTable
+from .routes import EventRoute, Router
 from .runner import HandlerRunner
 
 __all__ = ["MAX_REPLAY_LIMIT", "EventReplayer", "ReplayRequest", "ReplayResult"]
@@ -121,12 +121,12 @@ class EventReplayer:
         store: Store,
         runners: Callable[[], Mapping[str, HandlerRunner]],
         route: Callable[[str], EventRoute],
-        table: Callable[[], RouteTable],
+        router: Router,
     ) -> None:
         self._store = store
         self._runners = runners
         self._route = route
-        self._table = table
+        self._router = router  # its current table decides what a handler's routes send it
 
     async def replay(self, request: ReplayRequest) -> ReplayResult:
         targets, route_filter = self._targets(request)
@@ -162,7 +162,7 @@ class EventReplayer:
             runner = self._runner(runners, request.handler)
             if request.ignore_routes:
                 return [runner], None
-            table, name = self._table(), request.handler
+            table, name = self._router.table, request.handler
             if name not in table.handler_names:
                 raise InvalidReplay(
                     f"no route sends events to handler {name!r}, so a replay through its "
