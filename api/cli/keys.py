@@ -3,12 +3,13 @@ object per line for ``scan`` and ``watch``), which suits both pipes and people."
 
 from __future__ import annotations
 
-import base64
 import enum
 import sys
 from typing import Annotated, Any
 
 import typer
+
+from kvdb import Entry
 
 from ..client import DEFAULT_URL, Item
 from ..client.watch import DEFAULT_RETRIES
@@ -152,12 +153,4 @@ def watch(
 
 
 def item_json(item: Item) -> dict[str, Any]:
-    doc: dict[str, Any] = {"key": item.key, "version": str(item.version)}
-    try:
-        doc["value"] = item.value.decode()
-    except UnicodeDecodeError:
-        doc["value"] = base64.b64encode(item.value).decode()
-        doc["encoding"] = "base64"
-    if item.content_type:
-        doc["content_type"] = item.content_type
-    return doc
+    return Entry(item.key, item.value, item.version, item.content_type).to_json()

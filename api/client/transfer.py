@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from kvdb.ops import Put
+from kvdb.ops import Entry, Put
 
 from .errors import ClientError, InvalidRequest, raise_for_error
 
@@ -79,14 +79,9 @@ def run_backup(client: Client, out: IO[bytes], progress: Progress | None = None)
 
 
 def dump_line(item: Item) -> str:
-    doc: dict[str, Any] = {"key": item.key}
-    try:
-        doc["value"] = item.value.decode()
-    except UnicodeDecodeError:
-        doc["value"] = base64.b64encode(item.value).decode()
-        doc["encoding"] = "base64"
-    if item.content_type:
-        doc["content_type"] = item.content_type
+    """``{"key", "value", "content_type"}`` (a load writes new versions: none is kept)."""
+    doc = Entry(item.key, item.value, item.version, item.content_type).to_json()
+    del doc["version"]
     return json.dumps(doc, ensure_ascii=False)
 
 

@@ -232,15 +232,7 @@ def _batch_value(item: dict[str, Any], where: str, binary: bool) -> bytes:
 
 
 def item_json(entry: Entry) -> dict[str, Any]:
-    item: dict[str, Any] = {"key": entry.key, "version": str(entry.version)}
-    try:
-        item["value"] = entry.value.decode()
-    except UnicodeDecodeError:
-        item["value"] = base64.b64encode(entry.value).decode()
-        item["encoding"] = "base64"
-    if entry.content_type:
-        item["content_type"] = entry.content_type
-    return item
+    return entry.to_json()
 
 
 def etag(version: Version | None) -> bytes:
