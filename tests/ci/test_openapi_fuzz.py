@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from tests.api.conftest import LiveServer, make_settings  # noqa: E402
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("KVDB_FUZZ_EXAMPLES", "25"))
+CALLS: Counter[str] = Counter()  # requests made, per operation
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]  # fmt: skip
 
@@ -74,6 +76,7 @@ def test_no_5xx_and_every_answer_is_documented(case: Any, node: LiveServer) -> N
     elif feed == "longpoll":
         case.query["timeout_ms"] = 0
     case.call_and_validate(base_url=node.url, checks=CHECKS, timeout=10)
+    CALLS[case.operation.label] += 1
 
 
 def test_the_document_describes_websockets_sse_and_long_polls(node: LiveServer) -> None:
@@ -82,3 +85,10 @@ def test_the_document_describes_websockets_sse_and_long_polls(node: LiveServer) 
     changes = paths["/changes"]["get"]
     assert "text/event-stream" in changes["responses"]["200"]["content"]
     assert "longpoll" in str(changes["parameters"])
+
+
+def test_the_run_reached_every_operation() -> None:
+    """Runs after the generated tests: each HTTP operation was called (the count is printed
+    with -s)."""
+    print(f"\nschemathesis: {sum(CALLS.values())} requests over {len(CALLS)} operations")
+    assert len(CALLS) >= 45 and min(CALLS.values()) >= 1
