@@ -115,9 +115,9 @@ def test_the_file_cannot_take_an_api_processor_nor_target_this_node(tmp_path: Pa
         made = {"name": "to-b", "targets": [{"node_id": "b", "endpoints": ["http://127.0.0.1:9"]}]}
         assert client.post("/sync/processors", json=made).status_code == 201
     files.write(("to-b", "b"))
-    with pytest.raises(ConfigError, match=r"kvdb.yaml:\d+: sync.0.name: sync processor 'to-b' was made"):
-        with files.serve():
-            pass
+    expected = r"kvdb.yaml:\d+: sync.0.name: sync processor 'to-b' was made"
+    with pytest.raises(ConfigError, match=expected), files.serve():
+        pass
     files.write(("self", "a"))
     with pytest.raises(ConfigError, match="is this node's own id"):
         load_settings(files.path)
