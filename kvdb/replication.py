@@ -30,7 +30,7 @@ import lmdb
 import orjson
 
 from .codec import Raw, decode_record, encode_record, encode_seq, record_is_tombstone, record_value
-from .errors import ClockSkew, EpochMismatch, SequenceGap, ValidationError
+from .errors import ClockSkew, EpochMismatch, ReservedKey, SequenceGap, ValidationError
 from .events import EventType
 from .hlc import hlc_to_ms
 from .txn import WriteContext
@@ -458,7 +458,9 @@ def check_items(items: Sequence[RemoteItem]) -> None:
     """Shape checks on items decoded from the wire, before they reach the writer."""
     for item in items:
         if item.key.startswith(RESERVED_PREFIX):
-            raise ValidationError(f"reserved key {item.key[:40]!r} cannot be replicated")
+            raise ReservedKey(
+                f"key {item.key[:40]!r} is reserved for the system and is never replicated"
+            )
         if item.vector.get(item.origin, -1) < item.hlc:
             raise ValidationError(
                 f"item {item.key[:40]!r}: its version vector must include its own version "
