@@ -83,7 +83,7 @@ def test_only_the_replication_role_or_admin_opens_sync(node: TestClient) -> None
         (
             batch(0, 1, [[1, "k", False, "not bytes", None, hlc(), "b", {"b": hlc()}, 1]]),
             "invalid_sync_message",
-        ),  # fmt: skip
+        ),
         (batch(0, 1, [[1, "k", False, b"v", None, -5, "b", {"b": 1}, 1]]), "invalid_sync_message"),
         (batch(0, 1, [item(1, "_sync/conflicts/forged", hlc())]), "reserved_key"),
         (batch(0, 1, [item(1, "k" * 600, hlc())]), "invalid_key"),
@@ -93,7 +93,7 @@ def test_only_the_replication_role_or_admin_opens_sync(node: TestClient) -> None
                 {**msgpack.unpackb(batch(0, 1, [item(1, "k", hlc())])), "source": "api-node"}
             ),
             "invalid_request",
-        ),  # fmt: skip
+        ),
         (batch(0, 1, [[1, "k", False, b"v", None, 5, "b", {"b": 4}, 1]]), "invalid_request"),
     ],
 )
