@@ -80,9 +80,20 @@ class RealtimeSyncProcessor:
 
     async def start(self) -> None:
         stream = await self.streams.upsert(self.stream_config())
+        await self._forget_old_targets()
         for channel in self.channels.values():
             await stream.add_processor(channel)
         self._health = asyncio.create_task(self._check_health(), name=f"sync {self.name} health")
+
+    async def _forget_old_targets(self) -> None:
+        """A target removed from the config no longer holds back the log (nor tombstones)."""
+        prefix = f"stream/{self.config.stream_name}/"
+        for checkpoint in self.store.list_checkpoints():
+            target = checkpoint.name.removeprefix(prefix)
+            if checkpoint.name.startswith(prefix) and target not in self.channels:
+                log.info("sync %s: %s is no longer a target; releasing its checkpoint at seq %d",
+                         self.name, target, checkpoint.seq)  # fmt: skip
+                await self.store.delete_checkpoint(checkpoint.name)
 
     async def stop(self) -> None:
         health, self._health = self._health, None

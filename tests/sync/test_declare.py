@@ -121,3 +121,23 @@ def test_the_file_cannot_take_an_api_processor_nor_target_this_node(tmp_path: Pa
     files.write(("self", "a"))
     with pytest.raises(ConfigError, match="is this node's own id"):
         load_settings(files.path)
+
+
+def test_a_target_dropped_from_a_processor_releases_its_checkpoint(tmp_path: Path) -> None:
+    files = Files(tmp_path)
+    two = ENTRY.format(name="out", node="b").replace(
+        'targets: [{node_id: b, endpoints: ["http://127.0.0.1:9"]}]',
+        'targets: [{node_id: b, endpoints: ["http://127.0.0.1:9"]},'
+        ' {node_id: c, endpoints: ["http://127.0.0.1:9"]}]',
+    )
+    files.path.write_text(f'node: {{id: a, data_dir: "{files.data}"}}\nsync:\n{two}')
+
+    def checkpoints(client: TestClient) -> list[str]:
+        store = client.app.node.store  # type: ignore[attr-defined]
+        return sorted(c.name for c in store.list_checkpoints() if c.name.startswith("stream/_sync"))
+
+    with files.serve() as client:
+        assert checkpoints(client) == ["stream/_sync.out/b", "stream/_sync.out/c"]
+    files.write(("out", "b"))
+    with files.serve() as client:
+        assert checkpoints(client) == ["stream/_sync.out/b"]
