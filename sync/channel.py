@@ -141,7 +141,7 @@ class TargetChannel:
     async def _position(self) -> int:
         if self.remote is None:
             welcome = await self.target.handshake(
-                Hello(self.node_id, self.store.epoch, self.target.node_id)
+                Hello(self.node_id, self.store.epoch, self.target.node_id, self.delivered_through)
             )
             self.remote, self.remote_epoch = welcome.checkpoint, welcome.epoch
             log.info("sync %s -> %s: target has this node's log up to seq %d",
@@ -284,6 +284,7 @@ class TargetChannel:
                 lag_ms = max(0.0, self.clock.now_ms() - pending[0].ts)
         return {
             "node_id": self.name,
+            "kind": getattr(self.target, "kind", "kvdb"),
             "state": self.state.value,
             "endpoint": self.target.endpoint,
             "checkpoint": self.delivered_through,
