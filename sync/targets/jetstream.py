@@ -323,6 +323,7 @@ class JetStreamSyncTarget:
             try:
                 await nc.connect(
                     server, allow_reconnect=False, connect_timeout=max(1, int(self.timeout)),
+                    max_reconnect_attempts=1, reconnect_time_wait=0,  # else it tries for minutes
                     name=f"kvdb sync {self.node_id}", user=opts.user, password=opts.password,
                     token=opts.token, user_credentials=opts.creds, error_cb=_ignore,
                     closed_cb=self._closed_callback(nc),
@@ -331,6 +332,7 @@ class JetStreamSyncTarget:
                 )  # fmt: skip
             except Exception as exc:
                 last = exc
+                await _close_failed(nc)
                 continue
             if index != self._server:
                 self.failovers += index > 0
@@ -372,6 +374,18 @@ class JetStreamSyncTarget:
             await self._drop()
             return TargetUnavailable(f"{where}: {await self._reason(exc)}", endpoint=self.endpoint)
         return TargetUnavailable(f"{where}: {type(exc).__name__}: {exc}", endpoint=self.endpoint)
+
+
+async def _close_failed(nc: Client) -> None:
+    """Close the socket a failed connect leaves open (nats-py's ``close()`` would wait for a
+    connection that never was)."""
+    transport = getattr(nc, "_transport", None)
+    if transport is not None:
+        try:
+            transport.close()
+            await transport.wait_closed()
+        except Exception:
+            log.debug("closing a failed NATS connection failed", exc_info=True)
 
 
 async def _ignore(exc: Exception) -> None:

@@ -46,7 +46,10 @@ _REFUSED_AT_CONNECT = (
     "does not exist", "password authentication failed", "no pg_hba.conf entry",
     "permission denied", "authentication failed",
 )  # fmt: skip
-_TRANSIENT = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_TRANSIENT = (
+    psycopg.OperationalError, psycopg.InterfaceError,
+    pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
+)  # fmt: skip
 
 
 class PostgresSyncTarget:
@@ -255,7 +258,7 @@ class PostgresSyncTarget:
         if isinstance(exc, pg_errors.UndefinedTable):
             await self._discard()
             return TargetUnavailable(f"{where}: {message}; recreating the table")
-        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | _TRANSIENT):
+        if isinstance(exc, _TRANSIENT):
             await self._discard()
             return TargetUnavailable(f"{where}: {message}", endpoint=self.endpoint)
         if self._conn is not None and self._conn.info.transaction_status.name == "INERROR":
