@@ -167,13 +167,14 @@ class TargetChannel:
         last = events[-1]
         extra: list[ChangeEvent] = []
         position = last.seq
+        limit = 1  # the next event usually starts another transaction: read just it
         while True:
-            more = self.store.read_changes(position, limit=_READ_PAGE)
+            more = self.store.read_changes(position, limit=limit)
             tail = [e for e in more if e.txn == last.txn]
             extra.extend(tail)
             if len(tail) < len(more) or not more:
                 break
-            position = more[-1].seq
+            position, limit = more[-1].seq, _READ_PAGE
         if not extra:
             return events, through
         return events + extra, max(through, extra[-1].seq)

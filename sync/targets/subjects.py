@@ -26,6 +26,7 @@ complete, and events after it follow.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, NamedTuple
 
 import msgpack
@@ -55,6 +56,7 @@ HEADER_TYPE = "Kvdb-Type"
 SNAPSHOT_END_TOKEN = "_snapshot_end"
 
 _KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_PLAIN = re.compile(r"[A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)*")  # tokens as they are
 _ESCAPES = [chr(b) if b in _KEEP else f"%{b:02X}" for b in range(256)]
 
 
@@ -66,6 +68,8 @@ class Message(NamedTuple):
 
 def key_tokens(key: str) -> str:
     """The subject tokens of ``key`` (see the module docstring)."""
+    if _PLAIN.fullmatch(key):
+        return key.replace("/", ".")
     return ".".join(
         "".join([_ESCAPES[b] for b in part.encode()]) if part else "%" for part in key.split("/")
     )
