@@ -56,13 +56,15 @@ log = logging.getLogger("sync.targets.jetstream")
 
 _STREAM_IN_USE = 10058  # JetStream's err_code: "stream name already in use"
 _STORED: dict[str, Any] = {}
-_DUPLICATE: dict[str, Any] = {"duplicate": True}
 
 
 class _PublishFailed(Exception):
-    def __init__(self, stored: int, reason: str, refused: bool) -> None:
+    """``stored`` messages were acked before the first that was not; ``hole``: a later one
+    was stored all the same (the stream skipped one)."""
+
+    def __init__(self, stored: int, reason: str, refused: bool, hole: bool) -> None:
         super().__init__(reason)
-        self.stored, self.reason, self.refused = stored, reason, refused
+        self.stored, self.reason, self.refused, self.hole = stored, reason, refused, hole
 
 
 class _Window:
@@ -249,8 +251,8 @@ class JetStreamSyncTarget:
             duplicates = await self._publish(messages)
         except _PublishFailed as exc:
             self._position = None  # read it from the stream again before the retry
-            if exc.stored < len(messages) and any(seqs):
-                self._reorder_check(exc, seqs)
+            if exc.hole and seqs:  # the stream's last seq is past a missing event: not it
+                self._floor = seqs[exc.stored - 1] if exc.stored else seqs[0] - 1
             error = TargetRefused if exc.refused else TargetUnavailable
             raise error(
                 f"JetStream {self.endpoint}: {exc.reason} after {exc.stored} of "
@@ -259,12 +261,6 @@ class JetStreamSyncTarget:
         self._position = (epoch, through)
         applied = len(messages) - duplicates
         return ApplyResult(through, applied, duplicates, 0)
-
-    def _reorder_check(self, exc: _PublishFailed, seqs: list[int]) -> None:
-        if exc.stored > 0:
-            self._floor = seqs[exc.stored - 1]
-        elif seqs:
-            self._floor = seqs[0] - 1
 
     async def _publish(self, messages: list[Message]) -> int:
         """Publish in order, ``max_pending`` at a time, and wait for every ack; returns how
@@ -298,19 +294,27 @@ class JetStreamSyncTarget:
             except Exception as exc:
                 await self._drop()
                 reason = await self._reason(exc)
-                raise _PublishFailed(stored + _stored_prefix(results), reason, False) from None
+                first = _stored_prefix(results)
+                raise _PublishFailed(stored + first, reason, False, self._hole(results, first),
+                                     ) from None  # fmt: skip
             finally:
                 del self._acks[window]
             for index, result in enumerate(results):
                 if isinstance(result, str):
-                    if any(isinstance(r, dict) for r in results[index + 1 :]):
-                        self.reordered += 1
-                        log.error("JetStream stored messages after one it refused (%s); "
-                                  "republishing from there", result)  # fmt: skip
-                    raise _PublishFailed(stored + index, result, True)
+                    raise _PublishFailed(stored + index, result, True, self._hole(results, index))
                 duplicates += bool(result.get("duplicate"))
             stored += len(chunk)
         return duplicates
+
+    def _hole(self, results: list[Any], first: int) -> bool:
+        """Whether a message after ``first`` (not stored) was stored: then the stream holds a
+        later event before an earlier one, and the retry republishes from ``first``."""
+        if not any(isinstance(r, dict) for r in results[first + 1 :]):
+            return False
+        self.reordered += 1
+        log.error("JetStream %s stored messages after one it did not (%s); republishing from "
+                  "that one: it lands out of order", self.endpoint, results[first])  # fmt: skip
+        return True
 
     async def _on_ack(self, msg: Msg) -> None:
         window, _, index = msg.subject[len(self._inbox) :].partition("_")
@@ -320,8 +324,8 @@ class JetStreamSyncTarget:
         data = msg.data
         if msg.headers and msg.headers.get("Status") == "503":
             result: Any = "no stream answers for this subject (503)"
-        elif data.startswith(b'{"stream":') and b'"error"' not in data:
-            result = _DUPLICATE if b'"duplicate":true' in data else _STORED  # skip the parse
+        elif data.startswith(b'{"stream":') and b'"error"' not in data and b'"dup' not in data:
+            result = _STORED  # the common ack: no need to parse it
         else:
             try:
                 doc = orjson.loads(data)

@@ -17,10 +17,16 @@ from hypothesis import strategies as st
 from kvdb import RemoteBatch, RemoteItem
 from sync import TargetRefused, TargetUnavailable
 from sync.protocol import Hello
-from sync.targets.jetstream import JetStreamSyncTarget, subject_matches
+from sync.targets.jetstream import JetStreamSyncTarget, _PublishFailed, subject_matches
 from sync.targets.options import JetStreamOptions
-from sync.targets.subjects import key_of_subject, key_tokens
-from tests.services import NATS_URL, delete_stream, private_nats, stream_messages
+from sync.targets.subjects import Message, key_of_subject, key_tokens
+from tests.services import (
+    NATS_URL,
+    delete_stream,
+    event_seqs,
+    private_nats,
+    stream_messages,
+)
 
 
 def item(seq: int, key: str, value: bytes | None, hlc: int = 1 << 56) -> RemoteItem:
@@ -159,3 +165,29 @@ async def test_no_server_is_unavailable(jetstream_options: JetStreamOptions) -> 
     with pytest.raises(TargetUnavailable):
         await target.handshake(Hello("a", "ep", "js"))
     assert not await target.check_health()
+
+
+async def test_a_hole_in_a_window_is_filled_from_the_missing_event(
+    jetstream_options: JetStreamOptions,
+) -> None:
+    """The stream stored events 5 and 6 but refused 4 (a clustered stream changing leader):
+    the retry publishes 4 again rather than resuming after the stream's last seq, 6."""
+    target = JetStreamSyncTarget("js", jetstream_options)
+    await target.apply(RemoteBatch("a", "ep", 0, 3, [item(i, f"k{i}", b"v") for i in (1, 2, 3)]))
+    publish = target._publish
+
+    async def with_a_hole(messages: list[Message]) -> int:
+        await publish(messages[1:])
+        raise _PublishFailed(0, "refused", True, True)
+
+    target._publish = with_a_hole  # type: ignore[method-assign]
+    batch = RemoteBatch("a", "ep", 3, 6, [item(i, f"k{i}", b"v") for i in (4, 5, 6)])
+    with pytest.raises(TargetRefused):
+        await target.apply(batch)
+    target._publish = publish  # type: ignore[method-assign]
+    result = await target.apply(batch)
+    assert (result.applied, result.skipped) == (1, 2)  # 5 and 6: JetStream's duplicates
+    subject = jetstream_options.node_subject("a") + ".>"
+    messages = await stream_messages(NATS_URL, jetstream_options.stream_for("a"), subject)
+    assert event_seqs(messages) == [1, 2, 3, 5, 6, 4]
+    await target.close()
