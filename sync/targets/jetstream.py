@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 import orjson
 from nats.aio.client import Client
@@ -36,7 +37,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
-from kvdb import ApplyResult, RemoteBatch
+from kvdb import ApplyResult, RemoteBatch, RemoteItem
 
 from ..errors import ResyncNeeded, TargetMismatch, TargetRefused, TargetUnavailable
 from ..protocol import Hello, Mode, Welcome
@@ -56,6 +57,7 @@ log = logging.getLogger("sync.targets.jetstream")
 
 _STREAM_IN_USE = 10058  # JetStream's err_code: "stream name already in use"
 _STORED: dict[str, Any] = {}
+_FLUSH_EVERY = 256  # messages handed to the socket at a time while a window is sent
 
 
 class _PublishFailed(Exception):
@@ -65,6 +67,26 @@ class _PublishFailed(Exception):
     def __init__(self, stored: int, reason: str, refused: bool, hole: bool) -> None:
         super().__init__(reason)
         self.stored, self.reason, self.refused, self.hole = stored, reason, refused, hole
+
+
+class _Built(Sequence[Message]):
+    """Messages made as they are sent, so making the next overlaps the server storing the
+    ones sent before."""
+
+    def __init__(self, items: Sequence[RemoteItem], make: Callable[[RemoteItem], Message]):
+        self.items, self.make = items, make
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+    @overload
+    def __getitem__(self, index: slice) -> _Built: ...
+    def __getitem__(self, index: int | slice) -> Message | _Built:
+        if isinstance(index, slice):
+            return _Built(self.items[index], self.make)
+        return self.make(self.items[index])
 
 
 class _Window:
@@ -150,10 +172,8 @@ class JetStreamSyncTarget:
                 reason="sequence_gap", checkpoint=position,
             )  # fmt: skip
         items = [item for item in batch.items if item.seq > position]
-        messages = [event_message(item, *args) for item in items]
-        return await self._send(
-            messages, [i.seq for i in items], batch.source_epoch, batch.last_seq
-        )
+        made = _Built(items, lambda item: event_message(item, *args))
+        return await self._send(made, [i.seq for i in items], batch.source_epoch, batch.last_seq)
 
     async def check_health(self) -> bool:
         try:
@@ -243,7 +263,7 @@ class JetStreamSyncTarget:
     # -- publishing ---------------------------------------------------------------------------
 
     async def _send(
-        self, messages: list[Message], seqs: list[int], epoch: str, through: int
+        self, messages: Sequence[Message], seqs: list[int], epoch: str, through: int
     ) -> ApplyResult:
         """Publish ``messages`` (``seqs`` are the log seqs they carry, if any) and move the
         position to ``through`` once every one is stored."""
@@ -262,11 +282,14 @@ class JetStreamSyncTarget:
         applied = len(messages) - duplicates
         return ApplyResult(through, applied, duplicates, 0)
 
-    async def _publish(self, messages: list[Message]) -> int:
+    async def _publish(self, messages: Sequence[Message]) -> int:
         """Publish in order, ``max_pending`` at a time, and wait for every ack; returns how
         many were duplicates. Raises ``_PublishFailed`` saying how many were stored first."""
         nc = await self._connect()
         fast = getattr(nc, "_send_command", None)
+        flush = getattr(nc, "_flush_pending", None)
+        if flush is None:
+            fast = None
         duplicates = stored = 0
         size = self.options.max_pending
         for start in range(0, len(messages), size):
@@ -277,8 +300,11 @@ class JetStreamSyncTarget:
             try:
                 reply = f"{self._inbox}{window}"
                 for index, message in enumerate(chunk):
-                    if fast is not None:  # nats-py's checks are most of a publish's cost
+                    if fast is not None and flush is not None:  # nats-py's checks cost most
                         await fast(_hpub(message, f"{reply}{index}"))
+                        if index % _FLUSH_EVERY == _FLUSH_EVERY - 1:
+                            await flush()  # let the server start on these while we go on
+                            await asyncio.sleep(0)
                     else:
                         await nc.publish(
                             message.subject,
@@ -286,8 +312,8 @@ class JetStreamSyncTarget:
                             reply=f"{reply}{index}",
                             headers=message.headers,
                         )
-                if fast is not None:
-                    await nc.flush(timeout=max(1, int(self.timeout)))
+                if flush is not None:
+                    await flush()
                 await asyncio.wait_for(acks.done.wait(), self.timeout)
                 if any(r is None for r in results):
                     raise ConnectionError("the connection closed")
