@@ -30,14 +30,16 @@ import sys
 
 import nats
 import orjson
-from nats.errors import TimeoutError as FetchTimeout
 from nats.js.api import AckPolicy, ConsumerConfig
 
 
 def handle(worker: int, event: dict, headers: dict[str, str]) -> None:
     """The work: here, print it. Replace with yours (idempotent: see the module docstring)."""
-    print(f"worker {worker} seq {headers.get('Kvdb-Seq', '-')} {event['type']} "
-          f"{event.get('key', '')!r}", flush=True)  # fmt: skip
+    line = (
+        f"worker {worker} seq {headers.get('Kvdb-Seq', '-')} {event['type']} {event.get('key')!r}"
+    )
+    sys.stdout.write(line + "\n")  # one write: the workers share the terminal
+    sys.stdout.flush()
 
 
 async def work(worker: int, args: argparse.Namespace) -> None:
@@ -54,7 +56,7 @@ async def work(worker: int, args: argparse.Namespace) -> None:
         while args.idle_exit is None or idle < args.idle_exit:
             try:
                 messages = await subscription.fetch(args.batch, timeout=1)
-            except FetchTimeout:
+            except TimeoutError:  # nothing to fetch (nats-py raises asyncio's or its own)
                 idle += 1
                 continue
             idle = 0.0
@@ -67,6 +69,8 @@ async def work(worker: int, args: argparse.Namespace) -> None:
                     if key is not None:
                         newest[key] = version
                     handle(worker, event, headers)
+                    if args.work_ms:
+                        await asyncio.sleep(args.work_ms / 1000)  # stands for real work
                 await msg.ack()
     finally:
         await nc.close()
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--durable", default="kvdb-workers", help="the shared consumer's name")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--idle-exit", type=float, help="stop after this many idle seconds")
+    parser.add_argument("--work-ms", type=float, default=0, help="pretend each event takes this")
     args = parser.parse_args(argv)
     workers = [
         multiprocessing.Process(target=run_worker, args=(index, args))
