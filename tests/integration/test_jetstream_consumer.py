@@ -16,7 +16,7 @@ from sync.protocol import Hello
 from sync.targets.jetstream import JetStreamSyncTarget
 from sync.targets.options import JetStreamOptions
 from tests.services import NATS_URL, unique
-from tests.sync.conftest import external_options
+from tests.sync.conftest import external
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def jetstream_options() -> AsyncIterator[JetStreamOptions]:
-    options, cleanup = external_options("jetstream")
-    assert isinstance(options, JetStreamOptions)
-    yield options
-    await cleanup()
+    async with external("jetstream") as options:
+        yield options
 
 
 async def test_workers_share_the_events_each_once(jetstream_options: JetStreamOptions) -> None:

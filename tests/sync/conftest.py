@@ -3,7 +3,9 @@ test's own, removed afterwards (the services are the machine's: tests/services.p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -35,25 +37,29 @@ def external_options(kind: str) -> tuple[TargetOptions, Callable[[], Awaitable[N
     )
 
 
+@contextlib.asynccontextmanager
+async def external(kind: str) -> AsyncIterator[Any]:
+    """The options of a ``kind`` target of the test's own, removed afterwards."""
+    options, cleanup = external_options(kind)
+    try:
+        yield options
+    finally:
+        await cleanup()
+
+
 @pytest.fixture
 async def jetstream_options() -> AsyncIterator[JetStreamOptions]:
-    options, cleanup = external_options("jetstream")
-    assert isinstance(options, JetStreamOptions)
-    yield options
-    await cleanup()
+    async with external("jetstream") as options:
+        yield options
 
 
 @pytest.fixture
 async def postgres_options() -> AsyncIterator[PostgresOptions]:
-    options, cleanup = external_options("postgres")
-    assert isinstance(options, PostgresOptions)
-    yield options
-    await cleanup()
+    async with external("postgres") as options:
+        yield options
 
 
 @pytest.fixture
 async def redis_options() -> AsyncIterator[RedisOptions]:
-    options, cleanup = external_options("redis")
-    assert isinstance(options, RedisOptions)
-    yield options
-    await cleanup()
+    async with external("redis") as options:
+        yield options

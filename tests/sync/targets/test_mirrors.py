@@ -18,17 +18,18 @@ from sync import SyncConfig, TargetChannel, TargetConfig, TargetState
 from sync.targets import external_target
 from sync.targets.options import TargetOptions
 from tests.services import event_seqs, scan_all, stream_messages, target_state, versioned_state
-from tests.sync.conftest import external_options
+from tests.sync.conftest import external
 from tests.sync.test_channel import RecordingClock
 
 KEYS = ["users/1", "users/2", "a.b c", "ünï/cødé", "x\x00y", "/lead", "trail/", "a//b", "%41", "*>"]
 
 
-@pytest.fixture(params=["jetstream", "postgres", "redis"])
-async def external(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, TargetOptions]]:
-    options, cleanup = external_options(request.param)
-    yield request.param, options
-    await cleanup()
+@pytest.fixture(params=["jetstream", "postgres", "redis"], name="external")
+async def external_target_options(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[str, TargetOptions]]:
+    async with external(request.param) as options:
+        yield request.param, options
 
 
 @pytest.fixture
