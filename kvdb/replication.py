@@ -31,7 +31,7 @@ import orjson
 
 from .codec import Raw, decode_record, encode_record, encode_seq, record_is_tombstone, record_value
 from .errors import ClockSkew, EpochMismatch, ReservedKey, SequenceGap, ValidationError
-from .events import EventType
+from .events import ChangeEvent, EventType
 from .hlc import hlc_to_ms
 from .txn import WriteContext
 from .validation import RESERVED_PREFIX
@@ -69,7 +69,9 @@ def new_epoch() -> str:
 
 class RemoteItem(NamedTuple):
     """One version sent by another node. ``seq`` and ``txn`` are the source's (0 in a
-    snapshot); ``vector`` holds the item's own dot at least."""
+    snapshot); ``vector`` holds the item's own dot at least. ``event`` is the change event the
+    item was made from, when there is one (never on the wire): targets that publish events
+    rather than versions (a JetStream bridge) need its type and old value."""
 
     seq: int
     key: str
@@ -80,6 +82,7 @@ class RemoteItem(NamedTuple):
     origin: str
     vector: Mapping[str, int]
     txn: int = 0
+    event: ChangeEvent | None = None
 
     @property
     def version(self) -> Version:

@@ -141,7 +141,7 @@ class TargetChannel:
     async def _position(self) -> int:
         if self.remote is None:
             welcome = await self.target.handshake(
-                Hello(self.node_id, self.store.epoch, self.target.node_id)
+                Hello(self.node_id, self.store.epoch, self.target.node_id, self.delivered_through)
             )
             self.remote, self.remote_epoch = welcome.checkpoint, welcome.epoch
             log.info("sync %s -> %s: target has this node's log up to seq %d",
@@ -167,13 +167,14 @@ class TargetChannel:
         last = events[-1]
         extra: list[ChangeEvent] = []
         position = last.seq
+        limit = 1  # the next event usually starts another transaction: read just it
         while True:
-            more = self.store.read_changes(position, limit=_READ_PAGE)
+            more = self.store.read_changes(position, limit=limit)
             tail = [e for e in more if e.txn == last.txn]
             extra.extend(tail)
             if len(tail) < len(more) or not more:
                 break
-            position = more[-1].seq
+            position, limit = more[-1].seq, _READ_PAGE
         if not extra:
             return events, through
         return events + extra, max(through, extra[-1].seq)
@@ -284,6 +285,7 @@ class TargetChannel:
                 lag_ms = max(0.0, self.clock.now_ms() - pending[0].ts)
         return {
             "node_id": self.name,
+            "kind": getattr(self.target, "kind", "kvdb"),
             "state": self.state.value,
             "endpoint": self.target.endpoint,
             "checkpoint": self.delivered_through,

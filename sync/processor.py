@@ -21,6 +21,7 @@ from .config import SyncConfig, TargetConfig
 from .conflicts import ConflictResolver
 from .remote import RemoteDBSyncTarget
 from .target import SyncTarget
+from .targets import external_target
 
 __all__ = ["RealtimeSyncProcessor", "TargetFactory"]
 
@@ -30,6 +31,10 @@ TargetFactory = Callable[[SyncConfig, TargetConfig], SyncTarget]
 
 
 def remote_target(config: SyncConfig, target: TargetConfig) -> SyncTarget:
+    """The target a ``TargetConfig`` describes: another node over HTTP (``kind: kvdb``) or an
+    external system (``sync.targets``)."""
+    if target.kind != "kvdb":
+        return external_target(config, target)
     return RemoteDBSyncTarget(
         target, max_retry_count=config.max_retry_count, timeout_ms=config.request_timeout_ms
     )
@@ -53,8 +58,8 @@ class RealtimeSyncProcessor:
         self.resolver = ConflictResolver(config)
         made = dict(targets or {})
         for target in config.targets:
-            if target.node_id not in made:
-                made[target.node_id] = target_factory(config, target)
+            if target.id not in made:
+                made[target.id] = target_factory(config, target)
         self.channels = {
             node: TargetChannel(config, target, store, clock) for node, target in made.items()
         }

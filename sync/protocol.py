@@ -48,9 +48,14 @@ _U64 = (1 << 64) - 1
 
 
 class Hello(NamedTuple):
+    """The sender's side of a handshake. ``checkpoint`` is how far the sender's own records
+    say the target has its log: never sent to a node (whose own checkpoint is the authority),
+    but a JetStream bridge resumes from the larger of it and what the stream holds."""
+
     source: str
     source_epoch: str
     target: str
+    checkpoint: int = 0
 
 
 class Welcome(NamedTuple):
@@ -79,6 +84,7 @@ def item_of(event: ChangeEvent) -> RemoteItem:
         event.origin,
         event.vector(),
         event.txn,
+        event,
     )
 
 
@@ -91,7 +97,8 @@ def _pack(doc: dict[str, Any]) -> bytes:
 
 
 def encode_hello(hello: Hello) -> bytes:
-    return _pack(hello._asdict())
+    return _pack({"source": hello.source, "source_epoch": hello.source_epoch,
+                  "target": hello.target})  # fmt: skip
 
 
 def encode_welcome(welcome: Welcome) -> bytes:

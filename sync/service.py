@@ -201,7 +201,7 @@ class SyncService:
         """Refuse a config that targets this node, or a target another processor already
         replicates to (one key would travel twice to it)."""
         for target in config.targets:
-            if target.node_id == self.store.node_id:
+            if target.kind == "kvdb" and target.node_id == self.store.node_id:
                 raise InvalidSyncConfig(
                     f"sync {config.name!r}: target {target.node_id!r} is this node; a node "
                     "does not replicate to itself"
@@ -276,15 +276,16 @@ class SyncService:
 
 
 def check_overlaps(configs: Sequence[SyncConfig]) -> None:
-    """One node id may be the target of one processor only: two would send it the same keys
-    (and whether two RE2 patterns overlap cannot be decided cheaply)."""
+    """One node id (or external target name) may be the target of one processor only: two
+    would send it the same keys (and whether two RE2 patterns overlap cannot be decided
+    cheaply)."""
     owners: dict[str, str] = {}
     for config in configs:
         for target in config.targets:
-            other = owners.setdefault(target.node_id, config.name)
+            other = owners.setdefault(target.id, config.name)
             if other != config.name:
                 raise InvalidSyncConfig(
-                    f"sync {config.name!r} and {other!r} both replicate to {target.node_id!r}: "
+                    f"sync {config.name!r} and {other!r} both replicate to {target.id!r}: "
                     "a key could travel twice; merge their source_patterns into one entry",
-                    target=target.node_id,
+                    target=target.id,
                 )
