@@ -3,12 +3,13 @@ object per line for ``scan`` and ``watch``), which suits both pipes and people."
 
 from __future__ import annotations
 
-import base64
 import enum
 import sys
 from typing import Annotated, Any
 
 import typer
+
+from kvdb.events import value_fields
 
 from ..client import DEFAULT_URL, Item
 from .common import IfVersion, Token, Url, connect, print_json
@@ -135,12 +136,11 @@ def watch(
 
 
 def item_json(item: Item) -> dict[str, Any]:
-    doc: dict[str, Any] = {"key": item.key, "version": str(item.version)}
-    try:
-        doc["value"] = item.value.decode()
-    except UnicodeDecodeError:
-        doc["value"] = base64.b64encode(item.value).decode()
-        doc["encoding"] = "base64"
+    doc: dict[str, Any] = {
+        "key": item.key,
+        "version": str(item.version),
+        **value_fields(item.value),
+    }
     if item.content_type:
         doc["content_type"] = item.content_type
     return doc

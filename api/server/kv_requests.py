@@ -11,6 +11,7 @@ import msgpack
 import orjson
 
 from kvdb import Delete, Entry, Put, Version
+from kvdb.events import value_fields
 
 from .errors import BadRequest, PayloadTooLarge
 
@@ -119,12 +120,11 @@ def _batch_value(item: dict[str, Any], where: str, binary: bool) -> bytes:
 
 
 def item_json(entry: Entry) -> dict[str, Any]:
-    item: dict[str, Any] = {"key": entry.key, "version": str(entry.version)}
-    try:
-        item["value"] = entry.value.decode()
-    except UnicodeDecodeError:
-        item["value"] = base64.b64encode(entry.value).decode()
-        item["encoding"] = "base64"
+    item: dict[str, Any] = {
+        "key": entry.key,
+        "version": str(entry.version),
+        **value_fields(entry.value),
+    }
     if entry.content_type:
         item["content_type"] = entry.content_type
     return item
