@@ -86,19 +86,57 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("bad node id", msgpack.packb(_apply_body(source="../etc"))),
     ("negative seq", msgpack.packb(_apply_body(prev_seq=-1))),
     ("seq as text", msgpack.packb(_apply_body(last_seq="1"))),
-    ("hlc out of range", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 2**64 - 1, "peer", {"peer": 2**64 - 1}, 1]]))),
+    (
+        "hlc out of range",
+        msgpack.packb(
+            _apply_body(
+                items=[[1, "k", False, b"v", None, 2**64 - 1, "peer", {"peer": 2**64 - 1}, 1]]
+            )
+        ),
+    ),
     ("prev after last", msgpack.packb(_apply_body(prev_seq=5, last_seq=1))),
     ("unknown mode", msgpack.packb(_apply_body(mode="drop_tables"))),
     ("short item", msgpack.packb(_apply_body(items=[[1, "k"]]))),
     ("item not a list", msgpack.packb(_apply_body(items=["x"]))),
-    ("reserved key", msgpack.packb(_apply_body(items=[[1, "_sync/x", False, b"v", None, 5, "peer", {"peer": 5}, 1]]))),
-    ("vector without its dot", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {"peer": 4}, 1]]))),
-    ("empty vector", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {}, 1]]))),
-    ("put without a value", msgpack.packb(_apply_body(items=[[1, "k", False, None, None, 5, "peer", {"peer": 5}, 1]]))),
-    ("key too long", msgpack.packb(_apply_body(items=[[1, "k" * 600, False, b"v", None, 5, "peer", {"peer": 5}, 1]]))),
-    ("value not bytes", msgpack.packb(_apply_body(items=[[1, "k", False, 42, None, 5, "peer", {"peer": 5}, 1]]))),
+    (
+        "reserved key",
+        msgpack.packb(
+            _apply_body(items=[[1, "_sync/x", False, b"v", None, 5, "peer", {"peer": 5}, 1]])
+        ),
+    ),
+    (
+        "vector without its dot",
+        msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {"peer": 4}, 1]])),
+    ),
+    (
+        "empty vector",
+        msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {}, 1]])),
+    ),
+    (
+        "put without a value",
+        msgpack.packb(_apply_body(items=[[1, "k", False, None, None, 5, "peer", {"peer": 5}, 1]])),
+    ),
+    (
+        "key too long",
+        msgpack.packb(
+            _apply_body(items=[[1, "k" * 600, False, b"v", None, 5, "peer", {"peer": 5}, 1]])
+        ),
+    ),
+    (
+        "value not bytes",
+        msgpack.packb(_apply_body(items=[[1, "k", False, 42, None, 5, "peer", {"peer": 5}, 1]])),
+    ),
     ("from this node", msgpack.packb(_apply_body(source="api-node"))),
-    ("far future", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, (2**47) << 16, "peer", {"peer": (2**47) << 16}, 1]]))),
+    (
+        "far future",
+        msgpack.packb(
+            _apply_body(
+                items=[
+                    [1, "k", False, b"v", None, (2**47) << 16, "peer", {"peer": (2**47) << 16}, 1]
+                ]
+            )
+        ),
+    ),
     ("snapshot_end with items", msgpack.packb(_apply_body(mode="snapshot_end"))),
 ]
 
@@ -109,7 +147,9 @@ def test_a_malformed_or_hostile_apply_is_refused_and_changes_nothing(
 ) -> None:
     with node as client:
         before = client.get("/stats", headers=bearer(WRITE)).json()["last_seq"]
-        response = client.post("/sync/apply", content=body, headers={**MSGPACK, **bearer(REPLICATION)})
+        response = client.post(
+            "/sync/apply", content=body, headers={**MSGPACK, **bearer(REPLICATION)}
+        )
         assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
         assert response.json()["message"]
         assert client.get("/stats", headers=bearer(WRITE)).json()["last_seq"] == before
@@ -121,7 +161,9 @@ def test_a_well_formed_apply_is_applied(node: TestClient) -> None:
     """The control for the hostile cases: the same body, intact, is applied."""
     with node as client:
         body = msgpack.packb(_apply_body())
-        response = client.post("/sync/apply", content=body, headers={**MSGPACK, **bearer(REPLICATION)})
+        response = client.post(
+            "/sync/apply", content=body, headers={**MSGPACK, **bearer(REPLICATION)}
+        )
         assert response.status_code == 200, response.text
         assert msgpack.unpackb(response.content)["applied"] == 1
         assert [item["key"] for item in snapshot(client)["items"]] == ["k"]

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest

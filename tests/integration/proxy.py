@@ -88,9 +88,7 @@ class LinkProxy:
         self.accepted: list[float] = []  # time.monotonic() of every accepted connection
         self.requests: list[Request] = []
         self._connections: set[_Connection] = set()
-        self._server: asyncio.Server = loop.run(
-            asyncio.start_server(self._handle, "127.0.0.1", 0)
-        )
+        self._server: asyncio.Server = loop.run(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port: int = self._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -125,7 +123,9 @@ class LinkProxy:
         self.upstream_port = upstream_port
 
     def requests_to(self, path_prefix: str, method: str = "POST") -> list[Request]:
-        return [r for r in list(self.requests) if r.method == method and r.path.startswith(path_prefix)]
+        return [
+            r for r in list(self.requests) if r.method == method and r.path.startswith(path_prefix)
+        ]
 
     def close(self) -> None:
         async def close() -> None:
@@ -168,7 +168,9 @@ class LinkProxy:
                 await _discard(reader)
                 return
             try:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+                up_reader, up_writer = await asyncio.open_connection(
+                    "127.0.0.1", self.upstream_port
+                )
             except OSError:
                 _abort(writer)  # the node is down: the sender sees the connection fail
                 return

@@ -38,7 +38,11 @@ async def write_mix(
     async def worker() -> None:
         while queue:
             i = queue.pop()
-            key = f"{own}/{rng.randrange(400)}" if rng.random() < 0.8 else f"{shared}/{rng.randrange(50)}"
+            key = (
+                f"{own}/{rng.randrange(400)}"
+                if rng.random() < 0.8
+                else f"{shared}/{rng.randrange(50)}"
+            )
             if rng.random() < 0.25:
                 version = await node.delete(key)
             else:

@@ -75,9 +75,7 @@ def wrong_answer(key: str, a: VersionedValue, b: VersionedValue) -> str:
 
 
 def test_a_custom_resolver_gets_the_pair_in_version_order() -> None:
-    resolver = ConflictResolver(
-        SyncConfig("s", resolver="tests.sync.test_conflicts:longest_value")
-    )
+    resolver = ConflictResolver(SyncConfig("s", resolver="tests.sync.test_conflicts:longest_value"))
     short = VersionedValue("k", b"x", None, Version(9, "a"), {"a": 9}, False)
     long = VersionedValue("k", b"xxxx", None, Version(2, "b"), {"b": 2}, False)
     for local, remote in itertools.permutations((short, long)):
