@@ -82,8 +82,8 @@ class TargetChannel:
         self._snapshot_after: str | None = None  # a snapshot in progress: the last key sent,
         self._snapshot_start = 0  # the seq it is of,
         self._snapshot_epoch: str | None = None  # and the target incarnation it goes to
-        self._needs_snapshot = False  # the log lacks what the target needs
-        self._busy = asyncio.Lock()  # one attempt at a time (the stream, or resync)
+        self._needs_snapshot = False  # the log lacks what the target needs, or it was wiped
+        self._busy = asyncio.Lock()  # one attempt at a time (the stream, or verify/resync)
         self._resyncs = 0
         self.stats: dict[str, Any] = {
             "sent": 0, "applied": 0, "skipped": 0, "conflicts": 0, "batches": 0,
@@ -126,6 +126,22 @@ class TargetChannel:
         if not self._resume.is_set():
             self.state = TargetState.CATCHING_UP
             self._resume.set()
+
+    async def verify(self) -> None:
+        """While idle (no batch in flight): ask the target where it stands, and if it lost what
+        it had (wiped, restored), refill it now rather than at this node's next write."""
+        pending = self._needs_snapshot or self._snapshot_after is not None
+        if self._busy.locked() or self.state is TargetState.PAUSED:
+            return
+        if self.state is not TargetState.LIVE and not pending:
+            return
+        async with self._busy:
+            if not pending:
+                self.remote = None
+            await self._position()
+            if self._needs_snapshot or self._snapshot_after is not None:
+                await self._snapshot()
+                self.state = TargetState.LIVE
 
     async def resync(self) -> int:
         """The stream lost this target's position to compaction (the hard cap): make sure the
@@ -172,10 +188,26 @@ class TargetChannel:
             welcome = await self.target.handshake(
                 Hello(self.node_id, self.store.epoch, self.target.node_id)
             )
+            # Another incarnation than the one this node replicated to: the target was wiped
+            # or restored and lost writes of every origin, not only this node's log.
+            known = self.remote_epoch or self._stored_epoch()
+            if known is not None and welcome.epoch != known:
+                self._needs_snapshot = True
+            if welcome.epoch != known:
+                await self.store.put_system_record(self.epoch_record, welcome.epoch.encode())
             self.remote, self.remote_epoch = welcome.checkpoint, welcome.epoch
             log.info("sync %s -> %s: target has this node's log up to seq %d",
                      self.config.name, self.name, welcome.checkpoint)  # fmt: skip
         return self.remote
+
+    @property
+    def epoch_record(self) -> str:
+        """The system record keeping the target's epoch, so a wipe is noticed after restarts."""
+        return f"sync/target-epochs/{self.config.name}/{self.name}"
+
+    def _stored_epoch(self) -> str | None:
+        raw = self.store.get_system_record(self.epoch_record)
+        return None if raw is None else raw.decode()
 
     def _remote(self) -> int:
         assert self.remote is not None

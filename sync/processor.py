@@ -101,6 +101,8 @@ class RealtimeSyncProcessor:
         """Remove the processor's stream and its checkpoints (after ``stop``)."""
         with contextlib.suppress(Exception):
             await self.streams.remove(self.config.stream_name)
+        for channel in self.channels.values():
+            await self.store.delete_system_record(channel.epoch_record)
 
     def pause(self) -> None:
         for channel in self.channels.values():
@@ -115,8 +117,9 @@ class RealtimeSyncProcessor:
         return min((c.delivered_through for c in self.channels.values()), default=1 << 63)
 
     async def _check_health(self) -> None:
-        """Every ``health_check_interval``, for each target: probe it, and restart a channel
-        whose stream position the log's hard cap compacted away (``_recover``)."""
+        """Every ``health_check_interval``, for each target: probe it; if healthy and idle,
+        check that it still holds what it acknowledged (``TargetChannel.verify``); and restart
+        a channel whose stream position the log's hard cap compacted away (``_recover``)."""
         interval = self.config.health_check_interval_ms
         while True:
             await self.clock.sleep(interval)
@@ -126,6 +129,8 @@ class RealtimeSyncProcessor:
                     channel.stats["healthy"] = healthy
                     if healthy and self._compacted(channel):
                         await self._recover(channel)
+                    elif healthy:
+                        await channel.verify()
                 except TargetError as exc:
                     log.info("sync %s -> %s: %s", self.name, channel.name, exc.message)
                 except Exception:  # a probe must never stop the loop
