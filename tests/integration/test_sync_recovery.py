@@ -68,9 +68,7 @@ async def test_a_target_behind_a_compacted_log_gets_a_snapshot_then_the_live_tai
     assert await b.value("after") == b"x"
 
 
-def replayed_put(
-    key: str, value: bytes, version: str, source: str, epoch: str, seq: int
-) -> bytes:
+def replayed_put(key: str, value: bytes, version: str, source: str, epoch: str, seq: int) -> bytes:
     """The batch that carried a put of ``key`` (seq ``seq`` of ``source``'s log), sent again."""
     hlc, origin = version.split(".")
     item = [seq, key, False, value, None, int(hlc), origin, {origin: int(hlc)}, seq]
