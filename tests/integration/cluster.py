@@ -28,6 +28,7 @@ from api.client import AsyncClient
 from kvdb import Delete
 from tests.integration.conftest import ServerProcess
 from tests.integration.proxy import LinkProxy, ProxyLoop
+from tests.integration.rawhttp import RawWriter
 
 __all__ = ["FAST_SYNC", "Cluster", "ClusterNode", "converged"]
 
@@ -58,6 +59,7 @@ class ClusterNode:
         self.process = ServerProcess(self.dir / "data", node_id=node_id, config=self.config_path)
         self._http: httpx.AsyncClient | None = None
         self._kv: AsyncClient | None = None
+        self._raw: RawWriter | None = None
 
     def __repr__(self) -> str:
         return f"ClusterNode({self.id} :{self.port})"
@@ -117,7 +119,7 @@ class ClusterNode:
 
     def _forget_connections(self) -> None:
         # Their connections die with the process; the next request opens new ones.
-        self._http, self._kv = None, None
+        self._http, self._kv, self._raw = None, None, None
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -134,6 +136,14 @@ class ClusterNode:
             self._kv = AsyncClient(self.url, timeout=30)
             self.cluster.kv_clients.append(self._kv)
         return self._kv
+
+    @property
+    def raw(self) -> RawWriter:
+        """A lean writer for many writes (tests/integration/rawhttp.py)."""
+        if self._raw is None:
+            self._raw = RawWriter(self.url)
+            self.cluster.raw_writers.append(self._raw)
+        return self._raw
 
     async def get_json(self, path: str, **params: Any) -> Any:
         response = await self.http.get(path, params=params)
@@ -216,6 +226,7 @@ class Cluster:
         self.all_links: list[LinkProxy] = []
         self.clients: list[httpx.AsyncClient] = []
         self.kv_clients: list[AsyncClient] = []
+        self.raw_writers: list[RawWriter] = []
 
     def node(self, node_id: str, **sync_options: Any) -> ClusterNode:
         node = ClusterNode(self, node_id)
@@ -272,15 +283,20 @@ class Cluster:
             await client.aclose()
         for kv in self.kv_clients:
             await kv.aclose()
+        for raw in self.raw_writers:
+            await raw.aclose()
         for node in self.nodes.values():
             node.process.kill()
         for proxy in self.all_links:
             proxy.close()
 
 
-async def converged(nodes: list[ClusterNode], timeout: float = 60.0) -> list[dict[str, Any]]:
+async def converged(
+    nodes: list[ClusterNode], timeout: float = 60.0, *, vectors: bool = True
+) -> list[dict[str, Any]]:
     """Wait until every sync target of every node reports no lag, then until every node holds
-    the same versioned state (keys, values, versions, vectors, tombstones); returns it."""
+    the same versioned state (keys, values, versions, tombstones, and with ``vectors`` the
+    version vectors too); returns it (vectors left out unless compared)."""
     deadline = time.monotonic() + timeout
     problem = ""
     while True:
@@ -295,6 +311,10 @@ async def converged(nodes: list[ClusterNode], timeout: float = 60.0) -> list[dic
             problem = "lagging: " + "; ".join(lagging)
         else:
             states = await asyncio.gather(*(node.snapshot() for node in nodes))
+            if not vectors:
+                for state in states:
+                    for item in state:
+                        del item["vector"]
             if all(state == states[0] for state in states[1:]):
                 return states[0]
             problem = describe_difference(nodes, states)
@@ -323,4 +343,4 @@ def _short(item: dict[str, Any] | None) -> str:
     if item is None:
         return "missing"
     kind = "tombstone" if item["deleted"] else repr(item["value"])[:20]
-    return f"{kind}@{item['version']}{item['vector']}"
+    return f"{kind}@{item['version']}{item.get('vector', '')}"

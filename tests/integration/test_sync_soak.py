@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from api.client import ClientError
-from kvdb import Delete
 from tests.integration.cluster import Cluster, ClusterNode, converged
+from tests.integration.rawhttp import WriteFailed
 
 pytestmark = pytest.mark.slow
 
@@ -49,13 +48,13 @@ async def writer(
         key = f"k{rng.randrange(KEYS)}"
         try:
             if rng.random() < 0.3:
-                result = (await node.kv.batch([Delete(key)])).results[0]
-                if result is not None:
-                    acked.append(Acked(key, parse(str(result.version)), True, node.id))
+                version = await node.raw.delete(key)
+                if version is not None:
+                    acked.append(Acked(key, parse(version), True, node.id))
             else:
-                version = await node.put(key, f"{node.id}:{i}")
+                version = await node.raw.put(key, f"{node.id}:{i}".encode())
                 acked.append(Acked(key, parse(version), False, node.id))
-        except (ClientError, OSError):
+        except WriteFailed:
             await asyncio.sleep(0.1)  # down or cut off: not acknowledged, so not counted
         i += 1
 
