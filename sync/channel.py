@@ -228,13 +228,15 @@ class TargetChannel:
         last = events[-1]
         extra: list[ChangeEvent] = []
         position = last.seq
+        limit = 1  # most batches end between transactions: one event tells
         while True:
-            more = self.store.read_changes(position, limit=_READ_PAGE)
+            more = self.store.read_changes(position, limit=limit)
             tail = [e for e in more if e.txn == last.txn]
             extra.extend(tail)
             if len(tail) < len(more) or not more:
                 break
             position = more[-1].seq
+            limit = _READ_PAGE
         if not extra:
             return events, through
         return events + extra, max(through, extra[-1].seq)
