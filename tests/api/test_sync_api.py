@@ -126,6 +126,11 @@ HOSTILE: list[tuple[str, bytes]] = [
         "value not bytes",
         msgpack.packb(_apply_body(items=[[1, "k", False, 42, None, 5, "peer", {"peer": 5}, 1]])),
     ),
+    ("origin not a string", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, ["peer"], {"peer": 5}, 1]]))),
+    ("vector key as bytes", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {b"peer": 5}, 1]]))),
+    ("vector hlc as bool", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {"peer": True}, 1]]))),
+    ("seq as bool", msgpack.packb(_apply_body(items=[[True, "k", False, b"v", None, 5, "peer", {"peer": 5}, 1]]))),
+    ("deleted as int", msgpack.packb(_apply_body(items=[[1, "k", 0, b"v", None, 5, "peer", {"peer": 5}, 1]]))),
     ("from this node", msgpack.packb(_apply_body(source="api-node"))),
     (
         "far future",
