@@ -55,6 +55,7 @@ from kvdb.config import RetentionPolicy
 
 WARMUP_S = 1.0
 SNAPSHOT_LOG = 1000  # events the snapshot benchmark's source keeps in its log
+DURABILITY = "full"  # of both nodes (--durability)
 
 
 # -- nodes --------------------------------------------------------------------------------------
@@ -63,6 +64,7 @@ SNAPSHOT_LOG = 1000  # events the snapshot benchmark's source keeps in its log
 def node_config(
     path: Path, node_id: str, peer: tuple[str, int] | None, batch_size: int, **node: Any
 ) -> Path:
+    node.setdefault("durability", DURABILITY)
     doc: dict[str, Any] = {"node": {"id": node_id, **node}, "server": {"log_level": "warning"}}
     if peer is not None:
         target = {"node_id": peer[0], "endpoints": [f"http://127.0.0.1:{peer[1]}"]}
@@ -359,11 +361,14 @@ def parse_args() -> argparse.Namespace:
         "--events", type=int, default=1_000_000, help="catch-up events, snapshot keys"
     )
     parser.add_argument("--batch-size", type=int, default=1000, help="the sync batch_size")
+    parser.add_argument("--durability", default="full", choices=["full", "meta_async", "async"])
     return parser.parse_args()
 
 
 def main() -> None:
+    global DURABILITY
     args = parse_args()
+    DURABILITY = args.durability
     benches: dict[str, Callable[[argparse.Namespace], None]] = {
         "lag": bench_lag,
         "catchup": lambda a: bench_resync(a, "catchup"),
