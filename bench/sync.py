@@ -2,7 +2,8 @@
 
 1. ``lag``: replication lag at a steady ``--rate`` (2,000) writes/s on A, and with A⇄B both
    writing ``--rate / 2`` (1,000) writes/s. A paced writer (its own process, raw keep-alive
-   HTTP/1.1 on 8 connections) PUTs ``<prefix>/<n>`` and takes the time each PUT is
+   HTTP/1.1 on ``--connections`` (32) connections, so that durable commits, each waiting for
+   its fsync, can keep the rate) PUTs ``<prefix>/<n>`` and takes the time each PUT is
    acknowledged; a subscriber on the other node (its own process, a WebSocket on
    ``/ws/changes``) takes the time each event arrives there. Lag = arrival on the other node -
    acknowledgement on the writer, per write, so it covers the sender's stream, the batch over
@@ -121,13 +122,13 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def _paced_writes(
-    url: str, prefix: str, rate: float, duration: float
+    url: str, prefix: str, rate: float, duration: float, connections: int
 ) -> tuple[dict[int, int], float]:
     """``({n: acknowledged at, ns}, seconds it took)``."""
     host_port = url.removeprefix("http://")
     host, port = host_port.split(":")
     free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(8):
+    for _ in range(connections):
         free.put_nowait(await asyncio.open_connection(host, int(port)))
     acked: dict[int, int] = {}
 
@@ -154,10 +155,10 @@ async def _paced_writes(
 
 
 def writer_process(
-    url: str, prefix: str, rate: float, duration: float, start: float, out: Any
+    url: str, prefix: str, rate: float, duration: float, connections: int, start: float, out: Any
 ) -> None:
     time.sleep(max(0.0, start - time.time()))
-    out.put(uvloop.run(_paced_writes(url, prefix, rate, duration)))
+    out.put(uvloop.run(_paced_writes(url, prefix, rate, duration, connections)))
 
 
 async def _arrivals(url: str, prefix: str, last: int, until: float, ready: Any) -> dict[int, int]:
@@ -184,7 +185,9 @@ def subscriber_process(
     out.put(uvloop.run(_arrivals(url, prefix, last, until, ready)))
 
 
-def measure_lag(flows: list[tuple[str, str, str]], rate: float, duration: float) -> dict[str, Any]:
+def measure_lag(
+    flows: list[tuple[str, str, str]], rate: float, duration: float, connections: int
+) -> dict[str, Any]:
     """``flows``: (writer url, subscriber url, key prefix), each written at ``rate``."""
     context = multiprocessing.get_context("spawn")
     start = time.time() + 5.0
@@ -199,7 +202,7 @@ def measure_lag(flows: list[tuple[str, str, str]], rate: float, duration: float)
         )
         writer = context.Process(
             target=writer_process,
-            args=(writer_url, prefix, rate, WARMUP_S + duration, start, acks),
+            args=(writer_url, prefix, rate, WARMUP_S + duration, connections, start, acks),
         )
         processes += [subscriber, writer]
         channels.append((ready, arrivals, acks))
@@ -250,7 +253,7 @@ def bench_lag(args: argparse.Namespace) -> None:
                     flows = [(a.url, b.url, "from-a")]
                     if both:
                         flows.append((b.url, a.url, "from-b"))
-                    result = measure_lag(flows, rate, args.duration)
+                    result = measure_lag(flows, rate, args.duration, args.connections)
             runs.append(result)
             print(
                 f"  run {run + 1}: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
@@ -357,6 +360,7 @@ def parse_args() -> argparse.Namespace:
         "--rate", type=float, default=2000, help="writes/s (shared when both write)"
     )
     parser.add_argument("--duration", type=float, default=10, help="measured seconds per lag run")
+    parser.add_argument("--connections", type=int, default=32, help="of each lag writer")
     parser.add_argument(
         "--events", type=int, default=1_000_000, help="catch-up events, snapshot keys"
     )

@@ -78,6 +78,14 @@ def _apply_body(**fields: Any) -> dict[str, Any]:
     return body
 
 
+def _with_item(**changes: Any) -> bytes:
+    """An apply body whose one item differs from a good one by ``changes``."""
+    fields = ["seq", "key", "deleted", "value", "content_type", "hlc", "origin", "vector", "txn"]
+    good = dict(zip(fields, [1, "k", False, b"v", None, 5, "peer", {"peer": 5}, 1], strict=True))
+    return msgpack.packb(_apply_body(items=[list({**good, **changes}.values())]))
+
+
+FAR = (2**47) << 16  # an hlc some 4,000 years ahead
 HOSTILE: list[tuple[str, bytes]] = [
     ("not msgpack", b"\xc1\xc1\xc1"),
     ("empty", b""),
@@ -86,63 +94,25 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("bad node id", msgpack.packb(_apply_body(source="../etc"))),
     ("negative seq", msgpack.packb(_apply_body(prev_seq=-1))),
     ("seq as text", msgpack.packb(_apply_body(last_seq="1"))),
-    (
-        "hlc out of range",
-        msgpack.packb(
-            _apply_body(
-                items=[[1, "k", False, b"v", None, 2**64 - 1, "peer", {"peer": 2**64 - 1}, 1]]
-            )
-        ),
-    ),
     ("prev after last", msgpack.packb(_apply_body(prev_seq=5, last_seq=1))),
     ("unknown mode", msgpack.packb(_apply_body(mode="drop_tables"))),
     ("short item", msgpack.packb(_apply_body(items=[[1, "k"]]))),
     ("item not a list", msgpack.packb(_apply_body(items=["x"]))),
-    (
-        "reserved key",
-        msgpack.packb(
-            _apply_body(items=[[1, "_sync/x", False, b"v", None, 5, "peer", {"peer": 5}, 1]])
-        ),
-    ),
-    (
-        "vector without its dot",
-        msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {"peer": 4}, 1]])),
-    ),
-    (
-        "empty vector",
-        msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {}, 1]])),
-    ),
-    (
-        "put without a value",
-        msgpack.packb(_apply_body(items=[[1, "k", False, None, None, 5, "peer", {"peer": 5}, 1]])),
-    ),
-    (
-        "key too long",
-        msgpack.packb(
-            _apply_body(items=[[1, "k" * 600, False, b"v", None, 5, "peer", {"peer": 5}, 1]])
-        ),
-    ),
-    (
-        "value not bytes",
-        msgpack.packb(_apply_body(items=[[1, "k", False, 42, None, 5, "peer", {"peer": 5}, 1]])),
-    ),
-    ("origin not a string", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, ["peer"], {"peer": 5}, 1]]))),
-    ("vector key as bytes", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {b"peer": 5}, 1]]))),
-    ("vector hlc as bool", msgpack.packb(_apply_body(items=[[1, "k", False, b"v", None, 5, "peer", {"peer": True}, 1]]))),
-    ("seq as bool", msgpack.packb(_apply_body(items=[[True, "k", False, b"v", None, 5, "peer", {"peer": 5}, 1]]))),
-    ("deleted as int", msgpack.packb(_apply_body(items=[[1, "k", 0, b"v", None, 5, "peer", {"peer": 5}, 1]]))),
     ("from this node", msgpack.packb(_apply_body(source="api-node"))),
-    (
-        "far future",
-        msgpack.packb(
-            _apply_body(
-                items=[
-                    [1, "k", False, b"v", None, (2**47) << 16, "peer", {"peer": (2**47) << 16}, 1]
-                ]
-            )
-        ),
-    ),
     ("snapshot_end with items", msgpack.packb(_apply_body(mode="snapshot_end"))),
+    ("hlc out of range", _with_item(hlc=2**64 - 1, vector={"peer": 2**64 - 1})),
+    ("far future", _with_item(hlc=FAR, vector={"peer": FAR})),
+    ("reserved key", _with_item(key="_sync/x")),
+    ("key too long", _with_item(key="k" * 600)),
+    ("vector without its dot", _with_item(vector={"peer": 4})),
+    ("empty vector", _with_item(vector={})),
+    ("vector key as bytes", _with_item(vector={b"peer": 5})),
+    ("vector hlc as bool", _with_item(vector={"peer": True})),
+    ("put without a value", _with_item(value=None)),
+    ("value not bytes", _with_item(value=42)),
+    ("origin not a string", _with_item(origin=["peer"])),
+    ("seq as bool", _with_item(seq=True)),
+    ("deleted as int", _with_item(deleted=0)),
 ]
 
 

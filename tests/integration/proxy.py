@@ -25,7 +25,7 @@ import struct
 import threading
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = ["LinkProxy", "ProxyLoop"]
@@ -52,6 +52,15 @@ class ProxyLoop:
     def close(self) -> None:
         if self.loop.is_closed():
             return
+
+        async def cancel_the_rest() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.run(cancel_the_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
@@ -63,7 +72,6 @@ class _Connection:
     upstream: asyncio.StreamWriter | None = None
     stalled: bool = False  # carries nothing more, ever
     drop_reply: bool = False  # the reply to the request in flight is swallowed
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
