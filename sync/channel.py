@@ -44,6 +44,11 @@ HEARTBEAT_MS = 1000  # a stretch of skipped events moves the peer's checkpoint t
 _READ_PAGE = 1000
 
 
+def target_epochs_prefix(processor: str) -> str:
+    """Where a processor keeps the epoch of each of its targets (system records)."""
+    return f"sync/target-epochs/{processor}/"
+
+
 class TargetState(enum.StrEnum):
     LIVE = "live"
     CATCHING_UP = "catching_up"
@@ -79,7 +84,11 @@ class TargetChannel:
         self._resume = asyncio.Event()
         self._resume.set()
         self._last_send_ms = 0.0
-        self._snapshot_after: str | None = None
+        self._snapshot_after: str | None = None  # a snapshot in progress: the last key sent,
+        self._snapshot_start = 0  # the seq it is of,
+        self._snapshot_epoch: str | None = None  # and the target incarnation it goes to
+        self._needs_snapshot = False  # the log lacks what the target needs, or it was wiped
+        self._busy = asyncio.Lock()  # one attempt at a time (the stream, or verify/resync)
         self._resyncs = 0
         self.stats: dict[str, Any] = {
             "sent": 0, "applied": 0, "skipped": 0, "conflicts": 0, "batches": 0,
@@ -97,7 +106,8 @@ class TargetChannel:
         while True:
             await self._resume.wait()
             try:
-                await self._deliver(batch)
+                async with self._busy:
+                    await self._deliver(batch)
             except ResyncNeeded as exc:
                 self._failed(exc)
                 self.remote = None
@@ -122,10 +132,50 @@ class TargetChannel:
             self.state = TargetState.CATCHING_UP
             self._resume.set()
 
+    async def verify(self) -> None:
+        """While idle (no batch in flight): ask the target where it stands, and if it lost what
+        it had (wiped, restored), refill it now rather than at this node's next write."""
+        pending = self._needs_snapshot or self._snapshot_after is not None
+        if self._busy.locked() or self.state is TargetState.PAUSED:
+            return
+        if self.state is not TargetState.LIVE and not pending:
+            return
+        async with self._busy:
+            if not pending:
+                self.remote = None
+            await self._position()
+            if self._needs_snapshot or self._snapshot_after is not None:
+                await self._snapshot()
+                self.state = TargetState.LIVE
+
+    async def resync(self) -> int:
+        """The stream lost this target's position to compaction (the hard cap): make sure the
+        target holds this node's state as of a seq the log still has everything after (by a
+        snapshot unless it already does), and return that seq, where the stream resumes."""
+        async with self._busy:
+            remote = await self._position()
+            if self._needs_snapshot or remote < self.store.oldest_seq() - 1:
+                await self._snapshot()
+            return self._remote()
+
     # -- one attempt --------------------------------------------------------------------------
 
     async def _deliver(self, batch: Batch) -> None:
+        try:
+            await self._deliver_from_log(batch)
+        except Compacted as exc:  # what the target lacks left the log while it was away
+            log.warning("sync %s -> %s: %s; sending a snapshot", self.config.name, self.name,
+                        exc.message)  # fmt: skip
+            self._needs_snapshot = True
+            await self._snapshot()
+
+    async def _deliver_from_log(self, batch: Batch) -> None:
         remote = await self._position()
+        if self._needs_snapshot or self._snapshot_after is not None:
+            await self._snapshot()  # needed, or interrupted: (resume and) finish it first
+            remote = self._remote()
+        if batch.through <= remote:
+            return  # the target has all of it (from a snapshot, or an earlier attempt)
         start = batch.events[0].seq if batch.events else batch.through
         if remote < start - 1:
             await self._catch_up(remote, start - 1)
@@ -143,10 +193,26 @@ class TargetChannel:
             welcome = await self.target.handshake(
                 Hello(self.node_id, self.store.epoch, self.target.node_id, self.delivered_through)
             )
+            # Another incarnation than the one this node replicated to: the target was wiped
+            # or restored and lost writes of every origin, not only this node's log.
+            known = self.remote_epoch or self._stored_epoch()
+            if known is not None and welcome.epoch != known:
+                self._needs_snapshot = True
+            if welcome.epoch != known:
+                await self.store.put_system_record(self.epoch_record, welcome.epoch.encode())
             self.remote, self.remote_epoch = welcome.checkpoint, welcome.epoch
             log.info("sync %s -> %s: target has this node's log up to seq %d",
                      self.config.name, self.name, welcome.checkpoint)  # fmt: skip
         return self.remote
+
+    @property
+    def epoch_record(self) -> str:
+        """The system record keeping the target's epoch, so a wipe is noticed after restarts."""
+        return target_epochs_prefix(self.config.name) + self.name
+
+    def _stored_epoch(self) -> str | None:
+        raw = self.store.get_system_record(self.epoch_record)
+        return None if raw is None else raw.decode()
 
     def _remote(self) -> int:
         assert self.remote is not None
@@ -167,7 +233,7 @@ class TargetChannel:
         last = events[-1]
         extra: list[ChangeEvent] = []
         position = last.seq
-        limit = 1  # the next event usually starts another transaction: read just it
+        limit = 1  # most batches end between transactions: one event tells
         while True:
             more = self.store.read_changes(position, limit=limit)
             tail = [e for e in more if e.txn == last.txn]
@@ -189,6 +255,7 @@ class TargetChannel:
             except Compacted as exc:
                 log.warning("sync %s -> %s: %s; sending a snapshot", self.config.name, self.name,
                             exc.message)  # fmt: skip
+                self._needs_snapshot = True
                 await self._snapshot()
                 return
             if not page:
@@ -203,8 +270,13 @@ class TargetChannel:
         """Send every current version (tombstones included), then resume after ``start``:
         writes made while scanning come again from the log and merge as no-ops."""
         self.state = TargetState.SNAPSHOT
-        self.stats["snapshots"] += 1
-        start = self.store.last_seq
+        if self._snapshot_after is None or self._snapshot_epoch != self.remote_epoch:
+            # A new snapshot (a resumed one keeps its start: pages already sent are of then).
+            self.stats["snapshots"] += 1
+            self._snapshot_after = None
+            self._snapshot_start = self.store.last_seq
+            self._snapshot_epoch = self.remote_epoch
+        start = self._snapshot_start
         replica = self.store.replica
         while True:
             page, after = replica.scan_versions(self._snapshot_after, self.config.batch_size)
@@ -216,6 +288,7 @@ class TargetChannel:
                 break
         await self._apply([], start, start, "snapshot_end")
         self.remote = start
+        self._needs_snapshot = False
         log.info("sync %s -> %s: snapshot done; resuming after seq %d", self.config.name,
                  self.name, start)  # fmt: skip
 

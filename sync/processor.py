@@ -14,11 +14,14 @@ from typing import Any
 
 from changestream import ChangeStreamManager, Clock, StreamConfig
 from changestream.aio import cancel_and_wait
+from changestream.consumer import checkpoint_key
+from changestream.cursor import CursorState
 from kvdb import Store
 
 from .channel import TargetChannel
 from .config import SyncConfig, TargetConfig
 from .conflicts import ConflictResolver
+from .errors import TargetError
 from .remote import RemoteDBSyncTarget
 from .target import SyncTarget
 from .targets import external_target
@@ -123,15 +126,42 @@ class RealtimeSyncProcessor:
         return min((c.delivered_through for c in self.channels.values()), default=1 << 63)
 
     async def _check_health(self) -> None:
+        """Every ``health_check_interval``, for each target: probe it; if healthy and idle,
+        check that it still holds what it acknowledged (``TargetChannel.verify``); and restart
+        a channel whose stream position the log's hard cap compacted away (``_recover``)."""
         interval = self.config.health_check_interval_ms
         while True:
             await self.clock.sleep(interval)
             for channel in self.channels.values():
                 try:
-                    channel.stats["healthy"] = await channel.target.check_health()
+                    healthy = await channel.target.check_health()
+                    channel.stats["healthy"] = healthy
+                    if healthy and self._compacted(channel):
+                        await self._recover(channel)
+                    elif healthy:
+                        await channel.verify()
+                except TargetError as exc:
+                    log.info("sync %s -> %s: %s", self.name, channel.name, exc.message)
                 except Exception:  # a probe must never stop the loop
                     log.exception("health check of %s failed", channel.name)
                     channel.stats["healthy"] = False
+
+    def _compacted(self, channel: TargetChannel) -> bool:
+        consumer = self.streams.get(self.config.stream_name).consumers.get(channel.name)
+        return consumer is not None and consumer.cursor.state is CursorState.COMPACTED
+
+    async def _recover(self, channel: TargetChannel) -> None:
+        """The channel's stream cursor stopped: the log was compacted past its checkpoint.
+        Bring the target up to a seq the log still follows (a snapshot), then restart the
+        channel's consumer after that seq."""
+        position = await channel.resync()
+        stream = self.streams.get(self.config.stream_name)
+        await stream.remove_processor(channel.name)
+        await self.store.set_checkpoint(checkpoint_key(stream.name, channel.name), position)
+        channel.delivered_through = max(channel.delivered_through, position)
+        await stream.add_processor(channel)
+        log.warning("sync %s -> %s: the log was compacted past the target's position; resumed "
+                    "after seq %d", self.name, channel.name, position)  # fmt: skip
 
     def status(self) -> dict[str, Any]:
         return {

@@ -28,6 +28,7 @@ from changestream import (
 )
 from kvdb import ConflictRecord, Resolver, Store
 
+from .channel import target_epochs_prefix
 from .config import SyncConfig
 from .errors import InvalidSyncConfig, SyncError, SyncProcessorExists, UnknownSyncProcessor
 from .processor import RealtimeSyncProcessor, TargetFactory, remote_target
@@ -193,8 +194,12 @@ class SyncService:
         await self._forget(processor.config)
 
     async def _forget(self, config: SyncConfig) -> None:
+        """Forget a processor: its stream (and the checkpoints that pinned the log for its
+        targets), the epochs it knew of its targets, its definition."""
         with contextlib.suppress(UnknownStream):
             await self.streams.remove(config.stream_name)
+        for key, _ in self.store.list_system_records(target_epochs_prefix(config.name)):
+            await self.store.delete_system_record(key)
         await self.store.delete_system_record(_RECORD_PREFIX + config.name)
 
     def check(self, config: SyncConfig, others: Iterable[RealtimeSyncProcessor]) -> None:
