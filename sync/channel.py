@@ -25,9 +25,10 @@ import enum
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from changestream import Batch, Clock
+from changestream.aio import cancel_and_wait
 from kvdb import ApplyResult, ChangeEvent, Compacted, RemoteBatch, RemoteItem, Store
 
 from .backoff import Backoff
@@ -47,6 +48,11 @@ _READ_PAGE = 1000
 def target_epochs_prefix(processor: str) -> str:
     """Where a processor keeps the epoch of each of its targets (system records)."""
     return f"sync/target-epochs/{processor}/"
+
+
+class _Prepared(NamedTuple):
+    items: list[RemoteItem]
+    through: int
 
 
 class TargetState(enum.StrEnum):
@@ -89,6 +95,7 @@ class TargetChannel:
         self._snapshot_epoch: str | None = None  # and the target incarnation it goes to
         self._needs_snapshot = False  # the log lacks what the target needs, or it was wiped
         self._busy = asyncio.Lock()  # one attempt at a time (the stream, or verify/resync)
+        self._inflight: asyncio.Task[None] | None = None  # the batch being delivered
         self._resyncs = 0
         self.stats: dict[str, Any] = {
             "sent": 0, "applied": 0, "skipped": 0, "conflicts": 0, "batches": 0,
@@ -99,15 +106,56 @@ class TargetChannel:
     # -- the processor ------------------------------------------------------------------------
 
     async def process(self, events: Sequence[ChangeEvent]) -> None:
-        await self.process_batch(Batch(list(events), events[-1].seq, False))
+        await self.process_batch(Batch(list(events), events[-1].seq, True))
 
     async def process_batch(self, batch: Batch) -> None:
-        """Deliver ``batch`` to the target, retrying until it has it."""
+        """Deliver ``batch`` to the target, retrying until it has it.
+
+        While the stream has more (``not batch.caught_up``), the delivery goes on in the
+        background and the next batch is read and prepared meanwhile: one batch is in flight,
+        so reading the log here and applying there overlap. The stream's checkpoint may then
+        run one batch ahead of the target; the target's own checkpoint is the authority (a
+        batch that reaches past a gap first resends it from the log), so nothing is lost."""
+        prepared = self._prepare(batch)
+        await self.settle()
+        self._inflight = asyncio.create_task(
+            self._until_delivered(batch, prepared), name=f"sync {self.config.name} -> {self.name}"
+        )
+        if batch.caught_up:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until the batch in flight (if any) is delivered."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
+    async def close(self) -> None:
+        """Stop delivering (a batch in flight is abandoned: it comes again from the log)."""
+        task, self._inflight = self._inflight, None
+        await cancel_and_wait(task)
+
+    def _prepare(self, batch: Batch) -> _Prepared | None:
+        """The batch, completed to a transaction's end, as the items this target wants (None
+        if the log no longer has the rest of its transaction: the delivery deals with it)."""
+        try:
+            return self._prepare_now(batch)
+        except Compacted:
+            return None
+
+    def _prepare_now(self, batch: Batch) -> _Prepared:
+        events, through = batch.events, batch.through
+        if events:
+            events, through = self._complete_transaction(events, through)
+        items = [item_of(e) for e in events if self._wants(e)]
+        return _Prepared(items, through)
+
+    async def _until_delivered(self, batch: Batch, prepared: _Prepared | None) -> None:
         while True:
             await self._resume.wait()
             try:
                 async with self._busy:
-                    await self._deliver(batch)
+                    await self._deliver(batch, prepared)
             except ResyncNeeded as exc:
                 self._failed(exc)
                 self.remote = None
@@ -160,16 +208,16 @@ class TargetChannel:
 
     # -- one attempt --------------------------------------------------------------------------
 
-    async def _deliver(self, batch: Batch) -> None:
+    async def _deliver(self, batch: Batch, prepared: _Prepared | None) -> None:
         try:
-            await self._deliver_from_log(batch)
+            await self._deliver_from_log(batch, prepared)
         except Compacted as exc:  # what the target lacks left the log while it was away
             log.warning("sync %s -> %s: %s; sending a snapshot", self.config.name, self.name,
                         exc.message)  # fmt: skip
             self._needs_snapshot = True
             await self._snapshot()
 
-    async def _deliver_from_log(self, batch: Batch) -> None:
+    async def _deliver_from_log(self, batch: Batch, prepared: _Prepared | None) -> None:
         remote = await self._position()
         if self._needs_snapshot or self._snapshot_after is not None:
             await self._snapshot()  # needed, or interrupted: (resume and) finish it first
@@ -179,10 +227,10 @@ class TargetChannel:
         start = batch.events[0].seq if batch.events else batch.through
         if remote < start - 1:
             await self._catch_up(remote, start - 1)
-        events, through = batch.events, batch.through
-        if events:
-            events, through = self._complete_transaction(events, through)
-        items = [item_of(e) for e in events if e.seq > self._remote() and self._wants(e)]
+        if prepared is None:
+            prepared = self._prepare_now(batch)  # Compacted: a snapshot, in _deliver
+        through = prepared.through
+        items = [item for item in prepared.items if item.seq > self._remote()]
         if items:
             await self._send(items, through)
         elif through > self._remote() and self._heartbeat_due():

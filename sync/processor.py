@@ -111,6 +111,7 @@ class RealtimeSyncProcessor:
             for name in self.channels:
                 await stream.remove_processor(name)
         for channel in self.channels.values():
+            await channel.close()
             await channel.target.close()
 
     def pause(self) -> None:
