@@ -326,14 +326,31 @@ class TargetChannel:
             self._snapshot_epoch = self.remote_epoch
         start = self._snapshot_start
         replica = self.store.replica
-        while True:
-            page, after = replica.scan_versions(self._snapshot_after, self.config.batch_size)
-            items = [i for i in page if self._key_filter.matches_key(i.key)]
-            if items:
-                await self._apply(items, 0, 0, "snapshot")
-            self._snapshot_after = after
-            if after is None:
-                break
+        # One page in flight while the next is scanned; ``_snapshot_after`` (where a resumed
+        # snapshot goes on) moves only past pages the target has applied.
+        scan_from = self._snapshot_after
+        pending: tuple[asyncio.Task[ApplyResult], str | None] | None = None
+        try:
+            while True:
+                page, after = replica.scan_versions(scan_from, self.config.batch_size)
+                items = [i for i in page if self._key_filter.matches_key(i.key)]
+                if pending is not None:
+                    await pending[0]
+                    self._snapshot_after, pending = pending[1], None
+                if items:
+                    task = asyncio.create_task(self._apply(items, 0, 0, "snapshot"))
+                    pending = (task, after)
+                else:
+                    self._snapshot_after = after
+                if after is None:
+                    break
+                scan_from = after
+            if pending is not None:
+                await pending[0]
+                self._snapshot_after, pending = pending[1], None
+        finally:
+            if pending is not None:
+                await cancel_and_wait(pending[0])
         await self._apply([], start, start, "snapshot_end")
         self.remote = start
         self._needs_snapshot = False
