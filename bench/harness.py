@@ -127,13 +127,13 @@ def _started(command: list[str], url: str, health: str, workdir: Path) -> Iterat
 
 @contextlib.contextmanager
 def started_kvdb(
-    *args: str, data_dir: Path | None = None, prefix: Sequence[str] = ()
+    *args: str, data_dir: Path | None = None, prefix: Sequence[str] = (), port: int | None = None
 ) -> Iterator[ServerProcess]:
-    """``kvdb serve`` (durability full unless ``args`` say otherwise) on a free port, with a
-    fresh temporary data dir unless ``data_dir`` is given; stopped (SIGTERM) on exit.
-    ``prefix`` goes before the command, e.g. ``["taskset", "-c", "0"]``."""
+    """``kvdb serve`` (durability full unless ``args`` say otherwise) on ``port`` (default: a
+    free one), with a fresh temporary data dir unless ``data_dir`` is given; stopped (SIGTERM)
+    on exit. ``prefix`` goes before the command, e.g. ``["taskset", "-c", "0"]``."""
     with tempfile.TemporaryDirectory(prefix="bench-kvdb-") as tmp:
-        port = free_port()
+        port = port or free_port()
         command = [*prefix, sys.executable, "-m", "api.cli", "serve", "--port", str(port)]
         command += ["--data-dir", str(data_dir or Path(tmp) / "data"), *args]
         with _started(command, f"http://127.0.0.1:{port}", "/health", Path(tmp)) as server:

@@ -22,7 +22,13 @@ from .errors import (
     StreamExists,
     UnknownStream,
 )
-from .filters import EventFilter, compile_pattern, compile_pattern_set, parse_event_types
+from .filters import (
+    EventFilter,
+    compile_pattern,
+    compile_pattern_set,
+    parse_event_types,
+    parse_origins,
+)
 from .manager import ChangeStreamManager
 from .processor import FunctionProcessor, StreamProcessor
 from .stream import ChangeStream
@@ -60,6 +66,7 @@ __all__ = [
     "config_from_dict",
     "is_async_callable",
     "parse_event_types",
+    "parse_origins",
     "plan_declaration",
     "resolve_import_path",
     "warn_about_orphans",

@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 from kvdb import EventType
 
 from .errors import InvalidStreamConfig
-from .filters import EventFilter, parse_event_types
+from .filters import EventFilter, parse_event_types, parse_origins
 
 __all__ = ["OverflowPolicy", "StartFrom", "StreamConfig", "config_from_dict"]
 
@@ -45,7 +45,8 @@ class StreamConfig:
     each processor's checkpoint is stored in LMDB and pins change-log retention; a restart
     resumes after it. ``start_from`` applies only to a consumer with no checkpoint: ``latest``
     (events committed from now on), ``earliest`` (the oldest retained event) or a seq N
-    (events with seq >= N).
+    (events with seq >= N). ``origins`` selects by where a write was made: ``local`` (on
+    this node), ``remote`` (replicated to it) or node ids (empty: all).
     """
 
     name: str
@@ -57,6 +58,7 @@ class StreamConfig:
     enable_persistence: bool = False
     start_from: StartFrom = "latest"
     on_overflow: OverflowPolicy = OverflowPolicy.CATCH_UP
+    origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -87,16 +89,18 @@ class StreamConfig:
             raise InvalidStreamConfig(
                 f"on_overflow must be 'catch_up' or 'disconnect', got {self.on_overflow!r}"
             ) from None
+        object.__setattr__(self, "origins", parse_origins(self.origins))
         EventFilter(self.event_types, self.key_patterns)  # raises InvalidPattern
 
     def event_filter(self) -> EventFilter:
-        return EventFilter(self.event_types, self.key_patterns)
+        return EventFilter(self.event_types, self.key_patterns, self.origins)
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["event_types"] = sorted(t.value for t in self.event_types)
         doc["key_patterns"] = list(self.key_patterns)
         doc["on_overflow"] = self.on_overflow.value
+        doc["origins"] = list(self.origins)
         return doc
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Which events a stream wants: event types and key patterns (RE2, full match).
+"""Which events a stream wants: event types, key patterns (RE2, full match) and origins.
 
 User patterns are compiled with RE2, whose matching time is linear in the key length, so no
 pattern can stall the server (no catastrophic backtracking); constructs RE2 does not support
@@ -12,10 +12,23 @@ from collections.abc import Callable, Iterable, Sequence
 import re2
 
 from kvdb import ChangeEvent, EventType
+from kvdb.versions import check_node_id
 
 from .errors import InvalidPattern, InvalidStreamConfig
 
-__all__ = ["EventFilter", "compile_pattern", "compile_pattern_set", "parse_event_types"]
+__all__ = [
+    "ORIGIN_KINDS",
+    "EventFilter",
+    "compile_pattern",
+    "compile_pattern_set",
+    "origin_matcher",
+    "parse_event_types",
+    "parse_origins",
+]
+
+# Besides node ids, an origins filter may name ``local`` (writes made on this node, not
+# replicated to it) and ``remote`` (writes that arrived by replication).
+ORIGIN_KINDS = ("local", "remote")
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # errors are raised to the caller, not printed to stderr
@@ -69,6 +82,44 @@ def parse_event_types(names: Iterable[str | EventType]) -> frozenset[EventType]:
     return frozenset(types)
 
 
+def parse_origins(origins: Iterable[str]) -> tuple[str, ...]:
+    """Check an origins filter: ``local``, ``remote`` or node ids (see ``kvdb.versions``)."""
+    if isinstance(origins, str):
+        raise InvalidStreamConfig("origins must be a list, such as [local], not one string")
+    checked = []
+    for origin in origins:
+        if origin in ORIGIN_KINDS:
+            checked.append(origin)
+            continue
+        try:
+            checked.append(check_node_id(origin))
+        except ValueError as exc:
+            raise InvalidStreamConfig(
+                f"origins: {exc}; or write local (this node's own writes) or remote (writes "
+                "replicated to it)"
+            ) from None
+    return tuple(dict.fromkeys(checked))
+
+
+def origin_matcher(origins: Sequence[str]) -> Callable[[ChangeEvent], bool] | None:
+    """``event -> bool`` for an origins filter (None: every origin). ``local`` is a write made
+    on this node (it arrived from no other node), so a webhook routed on ``[local]`` fires once
+    across a mesh, on the node where the write happened."""
+    if not origins:
+        return None
+    local, remote = "local" in origins, "remote" in origins
+    nodes = frozenset(o for o in origins if o not in ORIGIN_KINDS)
+    if local and remote:
+        return None
+
+    def matches(event: ChangeEvent) -> bool:
+        if event.source is None:
+            return local or event.origin in nodes
+        return remote or event.origin in nodes
+
+    return matches
+
+
 def _full_matcher(regex: re2._Regexp) -> Callable[[str], bool]:
     """A fast ``key -> bool`` full-match test.
 
@@ -90,15 +141,29 @@ def _full_matcher(regex: re2._Regexp) -> Callable[[str], bool]:
 
 class EventFilter:
     """``matches(event)`` is true when the event's type is one of ``event_types`` (all types
-    if empty) and its key fully matches one of ``key_patterns`` (any key if empty)."""
+    if empty), its key fully matches one of ``key_patterns`` (any key if empty) and its origin
+    is one of ``origins`` (any if empty; see ``origin_matcher``)."""
 
-    __slots__ = ("_key_matches", "_types", "event_types", "key", "key_patterns")
+    __slots__ = (
+        "_key_matches",
+        "_origin_matches",
+        "_types",
+        "event_types",
+        "key",
+        "key_patterns",
+        "origins",
+    )
 
     def __init__(
-        self, event_types: Iterable[EventType] = (), key_patterns: Iterable[str] = ()
+        self,
+        event_types: Iterable[EventType] = (),
+        key_patterns: Iterable[str] = (),
+        origins: Iterable[str] = (),
     ) -> None:
         self.event_types = frozenset(event_types)
         self.key_patterns = tuple(key_patterns)
+        self.origins = parse_origins(origins)
+        self._origin_matches = origin_matcher(self.origins)
         for pattern in self.key_patterns:
             compile_pattern(pattern)  # report the offending pattern by itself
         self._key_matches = (
@@ -109,14 +174,16 @@ class EventFilter:
         all_types = not self.event_types or self.event_types == frozenset(EventType)
         self._types = None if all_types else self.event_types
         # Equal for filters that select the same events: fan-out evaluates each key once.
-        self.key = (self._types or frozenset(), self.key_patterns)
+        self.key = (self._types or frozenset(), self.key_patterns, self.origins)
 
     @property
     def matches_everything(self) -> bool:
-        return self._key_matches is None and self._types is None
+        return self._key_matches is None and self._types is None and self._origin_matches is None
 
     def matches(self, event: ChangeEvent) -> bool:
         if self._types is not None and event.type not in self._types:
+            return False
+        if self._origin_matches is not None and not self._origin_matches(event):
             return False
         return self._key_matches is None or self._key_matches(event.key)
 

@@ -262,10 +262,13 @@ class StreamComputingEngine:
         if all(source.key_patterns for source in sources):
             patterns = tuple(dict.fromkeys(p for s in sources for p in s.key_patterns))
         event_types = frozenset(t for source in sources for t in source.event_types)
+        # One source's origins select on the stream; several sources' are applied per source.
+        same_origins = all(source.origins == sources[0].origins for source in sources)
         config = StreamConfig(
             processor.stream_name,
             event_types=event_types,
             key_patterns=patterns,
+            origins=sources[0].origins if same_origins else (),
             buffer_size=max(10 * self.batch_size, 10_000),
             batch_size=self.batch_size,
             batch_timeout_ms=self.batch_timeout_ms,

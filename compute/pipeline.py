@@ -68,6 +68,7 @@ class StreamPipeline:
         retention: int | timedelta = DEFAULT_RETENTION_MS,
         start_from: str | int = "earliest",
         version: str | None = None,
+        origins: Iterable[str] = (),
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise PipelineDefinitionError(
@@ -84,6 +85,7 @@ class StreamPipeline:
             decode,
             event_time,
             duration_ms(out_of_orderness, "out_of_orderness"),
+            tuple(origins),
         )
         self.stages: tuple[Stage, ...] = ()
         self.options = PipelineOptions(emit, allowed_lateness, retention, start_from, version)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from changestream import EventFilter, parse_event_types
+from changestream import EventFilter, parse_event_types, parse_origins
 from kvdb import ChangeEvent, EventType
 
 from .errors import BadCallbackResult, InvalidRecord, PipelineDefinitionError
@@ -45,6 +45,7 @@ class Source:
     decode: Decode = "json"
     event_time: EventTime = None
     out_of_orderness: int = 0
+    origins: tuple[str, ...] = ()  # local, remote or node ids (empty: every origin)
 
     def __post_init__(self) -> None:
         if isinstance(self.key_patterns, str):
@@ -52,7 +53,8 @@ class Source:
         object.__setattr__(self, "key_patterns", tuple(self.key_patterns))
         try:
             object.__setattr__(self, "event_types", parse_event_types(self.event_types))
-            EventFilter(self.event_types, self.key_patterns)
+            object.__setattr__(self, "origins", parse_origins(self.origins))
+            EventFilter(self.event_types, self.key_patterns, self.origins)
         except Exception as exc:  # InvalidPattern, InvalidStreamConfig: say it as ours
             raise PipelineDefinitionError(getattr(exc, "message", str(exc))) from None
         if not (self.decode in DECODERS or callable(self.decode)):
@@ -74,7 +76,7 @@ class Source:
             )
 
     def event_filter(self) -> EventFilter:
-        return EventFilter(self.event_types, self.key_patterns)
+        return EventFilter(self.event_types, self.key_patterns, self.origins)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class Source:
             if self.event_time is None or isinstance(self.event_time, str)
             else _qualname(self.event_time),
             "out_of_orderness": self.out_of_orderness,
+            "origins": list(self.origins),
         }
 
 

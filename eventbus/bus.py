@@ -19,7 +19,6 @@ import asyncio
 import functools
 import logging
 import random
-from typing import Any
 
 from changestream import (
     ChangeStream,
@@ -32,7 +31,6 @@ from changestream import (
 )
 from changestream.consumer import checkpoint_key
 from kvdb import Store
-from kvdb.stats import Histogram
 
 from .aggregator import CONSUMER as AGGREGATOR_CONSUMER
 from .aggregator import EventAggregator, build_aggregator, forget_aggregates
@@ -52,6 +50,7 @@ from .errors import (
     UnknownRoute,
 )
 from .handlers import EventHandler
+from .inspection import BusInspection
 from .orphans import (
     OrphanedDefinitions,
     remove_orphaned_aggregation,
@@ -63,14 +62,13 @@ from .routes import EventRoute, Router, RouteTable
 from .runner import Commit, HandlerRunner, Selector, acknowledge
 from .setup import BusSetup, check_handler, check_route_handlers, plan
 from .specs import HandlerSpec
-from .stats import HandlerStats
 
 __all__ = ["BusSetup", "EventBus", "RedriveOutcome"]
 
 log = logging.getLogger("eventbus.bus")
 
 
-class EventBus:
+class EventBus(BusInspection):
     def __init__(
         self,
         store: Store,
@@ -466,37 +464,6 @@ class EventBus:
         if letter is None:
             raise UnknownDeadLetter(handler, seq)
         return letter
-
-    def stats(self) -> dict[str, HandlerStats]:
-        """Every handler's figures, orphans included (state ``orphaned``)."""
-        stats = {name: self._runners[name].stats() for name in self._runners}
-        stats.update({name: self.orphaned.stats(name) for name in self.orphaned.handlers()})
-        return {name: stats[name] for name in sorted(stats)}
-
-    def latency_histograms(self) -> dict[str, Histogram]:
-        """Commit-to-handled seconds per handler (for Prometheus)."""
-        return {name: self._runners[name].counters.latency for name in sorted(self._runners)}
-
-    def handler_stats(self, name: str) -> HandlerStats:
-        if ("handler", name) in self.orphaned:
-            return self.orphaned.stats(name)
-        self.handler(name)
-        return self._runners[name].stats()
-
-    def describe(self, name: str) -> dict[str, Any]:
-        if ("handler", name) in self.orphaned:
-            base = self.orphaned.describe(name)
-        else:
-            handler = self.handler(name)
-            describe = getattr(handler, "describe", None)
-            base = describe() if callable(describe) else {"name": name, "kind": "custom"}
-        return {
-            **base,
-            "source": self.source(name),
-            **self.ownership("handler", name).to_dict(),
-            "routes": self._handler_routes(name),
-            "dead_letters": self.dead_letters.count(name),
-        }
 
     def _require_started(self) -> None:
         if not self._started:

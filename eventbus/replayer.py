@@ -172,7 +172,7 @@ class EventReplayer:
             return [runner], lambda event: name in table.targets(event)
         assert request.route is not None
         route = self._route(request.route)
-        route_filter = EventFilter(route.event_types, route.key_patterns)
+        route_filter = EventFilter(route.event_types, route.key_patterns, route.origins)
         return [self._runner(runners, n) for n in route.handler_names], route_filter.matches
 
     @staticmethod

@@ -20,7 +20,9 @@ from changestream import (
     compile_pattern_set,
     config_from_dict,
     parse_event_types,
+    parse_origins,
 )
+from changestream.filters import origin_matcher
 from kvdb import ChangeEvent, EventType
 
 from .config import check_name
@@ -35,8 +37,10 @@ _MEMO_GENERATION = 65_536  # routing decisions remembered per seq, per generatio
 
 @dataclass(frozen=True)
 class EventRoute:
-    """Events whose type is one of ``event_types`` (empty: any) and whose key fully matches one
-    of ``key_patterns`` (RE2; empty: any key) go to ``handler_names``. See the module
+    """Events whose type is one of ``event_types`` (empty: any), whose key fully matches one
+    of ``key_patterns`` (RE2; empty: any key) and whose origin is one of ``origins`` (``local``,
+    ``remote`` or node ids; empty: any) go to ``handler_names``. A route on ``[local]`` fires
+    once across a replicating mesh: on the node where the write was made. See the module
     docstring for ``priority`` and ``final``."""
 
     name: str
@@ -45,6 +49,7 @@ class EventRoute:
     handler_names: tuple[str, ...] = ()
     priority: int = 0
     final: bool = False
+    origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_name("route", self.name, InvalidRoute)
@@ -55,6 +60,7 @@ class EventRoute:
             object.__setattr__(self, "key_patterns", tuple(self.key_patterns))
             for pattern in self.key_patterns:
                 compile_pattern(pattern)
+            object.__setattr__(self, "origins", parse_origins(self.origins))
         except ChangeStreamError as exc:
             raise InvalidRoute(f"route {self.name!r}: {exc.message}") from exc
         if isinstance(self.handler_names, str):
@@ -80,6 +86,7 @@ class EventRoute:
             "handler_names": list(self.handler_names),
             "priority": self.priority,
             "final": self.final,
+            "origins": list(self.origins),
         }
 
     @classmethod
@@ -88,7 +95,7 @@ class EventRoute:
 
 
 class _CompiledRoute:
-    __slots__ = ("handlers", "patterns", "route", "types")
+    __slots__ = ("handlers", "origins", "patterns", "route", "types")
 
     def __init__(self, route: EventRoute, pattern_ids: dict[str, int]) -> None:
         self.route = route
@@ -98,9 +105,14 @@ class _CompiledRoute:
             frozenset(pattern_ids[p] for p in route.key_patterns) if route.key_patterns else None
         )
         self.handlers = frozenset(route.handler_names)
+        self.origins = origin_matcher(route.origins)
 
-    def matches(self, event_type: EventType, matched: frozenset[int]) -> bool:
+    def matches(
+        self, event_type: EventType, matched: frozenset[int], event: ChangeEvent | None = None
+    ) -> bool:
         if self.types is not None and event_type not in self.types:
+            return False
+        if self.origins is not None and event is not None and not self.origins(event):
             return False
         return self.patterns is None or not self.patterns.isdisjoint(matched)
 
@@ -125,17 +137,21 @@ class RouteTable:
             levels.setdefault(route.priority, []).append(_CompiledRoute(route, pattern_ids))
         self._levels = [levels[p] for p in sorted(levels, reverse=True)]
         self.handler_names = frozenset(n for r in self.routes for n in r.handler_names)
-        self._decisions: dict[tuple[EventType, tuple[int, ...]], frozenset[str]] = {}
+        # Where routes select by origin, the decision depends on it too.
+        self._by_origin = any(r.origins for r in self.routes)
+        self._decisions: dict[tuple[Any, ...], frozenset[str]] = {}
 
     def targets(self, event: ChangeEvent) -> frozenset[str]:
         """The names of the handlers ``event`` goes to."""
         matched = tuple(self._match(event.key.encode()))
-        decision_key = (event.type, matched)
+        origin = (event.origin, event.source is None) if self._by_origin else None
+        decision_key = (event.type, matched, origin)
         handlers = self._decisions.get(decision_key)
         if handlers is None:
             if len(self._decisions) >= _DECISION_CACHE:
                 self._decisions.clear()
-            handlers = self._decisions[decision_key] = self._decide(event.type, frozenset(matched))
+            handlers = self._decide(event.type, frozenset(matched), event)
+            self._decisions[decision_key] = handlers
         return handlers
 
     def matching_routes(self, event: ChangeEvent) -> list[EventRoute]:
@@ -143,18 +159,20 @@ class RouteTable:
         matched = frozenset(self._match(event.key.encode()))
         found: list[EventRoute] = []
         for level in self._levels:
-            hits = [r for r in level if r.matches(event.type, matched)]
+            hits = [r for r in level if r.matches(event.type, matched, event)]
             found.extend(r.route for r in hits)
             if any(r.route.final for r in hits):
                 break
         return found
 
-    def _decide(self, event_type: EventType, matched: frozenset[int]) -> frozenset[str]:
+    def _decide(
+        self, event_type: EventType, matched: frozenset[int], event: ChangeEvent
+    ) -> frozenset[str]:
         handlers: set[str] = set()
         for level in self._levels:
             final = False
             for compiled in level:
-                if compiled.matches(event_type, matched):
+                if compiled.matches(event_type, matched, event):
                     handlers |= compiled.handlers
                     final = final or compiled.route.final
             if final:

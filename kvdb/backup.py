@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -66,13 +66,7 @@ class BackupInfo:
     log_events: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "node_id": self.node_id,
-            "epoch": self.epoch,
-            "records": self.records,
-            "log_events": self.log_events,
-        }
+        return asdict(self)
 
 
 def _info(txn: lmdb.Transaction, dbs: dict[str, Any]) -> BackupInfo:

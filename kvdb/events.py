@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from .hlc import hlc_to_ms
 from .versions import Version, VersionVector, decode_vector
 
-__all__ = ["ChangeEvent", "EventType", "decode_text_or_base64"]
+__all__ = ["ChangeEvent", "EventType", "decode_text_or_base64", "value_fields"]
 
 
 class EventType(enum.StrEnum):
@@ -110,6 +110,15 @@ class ChangeEvent(NamedTuple):
             content_type=doc.get("content_type"),
             source=doc.get("source"),
         )
+
+
+def value_fields(value: bytes) -> dict[str, str]:
+    """A value in a JSON document: ``{"value": text}`` if it is UTF-8, else
+    ``{"value": base64, "encoding": "base64"}`` (the JSON form of DESIGN 2)."""
+    try:
+        return {"value": value.decode()}
+    except UnicodeDecodeError:
+        return {"value": base64.b64encode(value).decode(), "encoding": "base64"}
 
 
 def decode_text_or_base64(value: str | None, binary: bool) -> bytes | None:

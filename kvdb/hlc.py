@@ -8,6 +8,7 @@ clock is seeded with the last persisted timestamp, so it never goes backwards ac
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,8 +20,14 @@ _COUNTER_MASK = (1 << COUNTER_BITS) - 1
 _MAX_MS = (1 << 48) - 1
 
 
+# Test-only: shifts this process's wall clock by this many ms, so the multi-process tests can
+# run a node whose clock is wrong (tests/integration/test_sync_clocks.py). Never set it in
+# production: every version this node mints, and its clock-skew check, follow it.
+TEST_CLOCK_SKEW_MS = int(os.environ.get("KVDB_TEST_CLOCK_SKEW_MS") or 0)
+
+
 def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return time.time_ns() // 1_000_000 + TEST_CLOCK_SKEW_MS
 
 
 def hlc_to_ms(hlc: int) -> int:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .versions import Version
 
@@ -69,19 +68,6 @@ class Entry:
     def origin(self) -> str:
         """The node that wrote this value."""
         return self.version.origin
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"key", "version", "value", "content_type"?}``: the value as UTF-8 text, or
-        base64 with ``"encoding": "base64"`` if it is not valid UTF-8 (as in a change event)."""
-        doc: dict[str, Any] = {"key": self.key, "version": str(self.version)}
-        try:
-            doc["value"] = self.value.decode()
-        except UnicodeDecodeError:
-            doc["value"] = base64.b64encode(self.value).decode()
-            doc["encoding"] = "base64"
-        if self.content_type:
-            doc["content_type"] = self.content_type
-        return doc
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,8 @@ import lmdb
 import orjson
 
 from .codec import Raw, decode_record, encode_record, encode_seq, record_is_tombstone, record_value
-from .errors import ClockSkew, EpochMismatch, SequenceGap, ValidationError
-from .events import EventType
+from .errors import ClockSkew, EpochMismatch, ReservedKey, SequenceGap, ValidationError
+from .events import ChangeEvent, EventType
 from .hlc import hlc_to_ms
 from .txn import WriteContext
 from .validation import RESERVED_PREFIX
@@ -69,7 +69,9 @@ def new_epoch() -> str:
 
 class RemoteItem(NamedTuple):
     """One version sent by another node. ``seq`` and ``txn`` are the source's (0 in a
-    snapshot); ``vector`` holds the item's own dot at least."""
+    snapshot); ``vector`` holds the item's own dot at least. ``event`` is the change event the
+    item was made from, when there is one (never on the wire): targets that publish events
+    rather than versions (a JetStream bridge) need its type and old value."""
 
     seq: int
     key: str
@@ -80,6 +82,7 @@ class RemoteItem(NamedTuple):
     origin: str
     vector: Mapping[str, int]
     txn: int = 0
+    event: ChangeEvent | None = None
 
     @property
     def version(self) -> Version:
@@ -202,9 +205,11 @@ class ApplyRemoteTask(WriteTask):
                     prev_seq=batch.prev_seq,
                 )
         items = [item for item in batch.items if batch.snapshot or item.seq > checkpoint]
-        self._check_skew(items)
         if items:
-            ctx.observe(max(item.hlc for item in items))
+            newest = max(item.hlc for item in items)
+            if hlc_to_ms(newest) > self.now_ms + self.max_skew_ms:
+                self._refuse_skew(items)
+            ctx.observe(newest)
         counts = [0, 0, 0]  # applied, skipped, conflicts
         knowledge = read_knowledge(ctx.txn, ctx.dbs["meta"])
         txn_ids: dict[int, int] = {}
@@ -221,7 +226,7 @@ class ApplyRemoteTask(WriteTask):
                           checkpoint, self.now_ms)  # fmt: skip
         return ApplyResult(checkpoint, counts[0], counts[1], counts[2])
 
-    def _check_skew(self, items: Sequence[RemoteItem]) -> None:
+    def _refuse_skew(self, items: Sequence[RemoteItem]) -> None:
         limit = self.now_ms + self.max_skew_ms
         for item in items:
             ahead = hlc_to_ms(item.hlc) - self.now_ms
@@ -243,9 +248,9 @@ _APPLIED, _SKIPPED, _CONFLICT = 0, 1, 2
 def _merge(ctx: WriteContext, item: RemoteItem, source: str, txn_id: int, task: Any) -> int:
     """Merge one remote version into the store (REPLICATION 3); returns which count it adds."""
     key_bytes = item.key.encode()
-    raw = ctx.txn.get(key_bytes, db=ctx.dbs["data"])
+    raw = ctx.txn.get(key_bytes, db=ctx.data_db)
     if raw is None:
-        _store(ctx, item, key_bytes, None, dict(item.vector), source, txn_id)
+        _store(ctx, item, key_bytes, None, item.vector, source, txn_id)
         return _APPLIED
     local = decode_record(raw)
     local_vector = local.vector()
@@ -295,29 +300,28 @@ def _store(
     item: RemoteItem,
     key_bytes: bytes,
     raw_old: Raw | None,
-    vector: VersionVector,
+    vector: Mapping[str, int],
     source: str,
     txn_id: int,
 ) -> None:
     """Store the remote version as written (its own hlc and origin) and log it."""
-    vv = encode_vector(vector, item.hlc, item.origin)
-    ctype = (item.content_type or "").encode()
+    hlc, origin = item.hlc, item.origin
+    vv = encode_vector(vector, hlc, origin)
+    ctype = item.content_type.encode() if item.content_type else b""
     old_live = raw_old is not None and not record_is_tombstone(raw_old)
     old = record_value(raw_old) if old_live and raw_old is not None else None
-    origin = item.origin.encode()
+    origin_bytes = origin.encode()
     if item.deleted:
-        record = encode_record(b"", item.hlc, origin, b"", tombstone=True, vv=vv)
-        ctx.txn.put(key_bytes, record, db=ctx.dbs["data"])
-        ctx.index_tombstone(key_bytes, item.hlc, ctx.next_seq)
+        record = encode_record(b"", hlc, origin_bytes, b"", tombstone=True, vv=vv)
+        ctx.txn.put(key_bytes, record, db=ctx.data_db)
+        ctx.index_tombstone(key_bytes, hlc, ctx.next_seq)
         event_type, new, ctype = EventType.DELETE, None, b""
     else:
         new = item.value or b""
-        record = encode_record(new, item.hlc, origin, ctype, vv=vv)
-        ctx.txn.put(key_bytes, record, db=ctx.dbs["data"])
+        record = encode_record(new, hlc, origin_bytes, ctype, vv=vv)
+        ctx.txn.put(key_bytes, record, db=ctx.data_db)
         event_type = EventType.UPDATE if old_live else EventType.INSERT
-    ctx.append_remote(
-        event_type, item.key, key_bytes, old, new, item.version, txn_id, ctype, vv, source
-    )
+    ctx.log_event(event_type, item.key, key_bytes, old, new, hlc, origin, txn_id, ctype, vv, source)
 
 
 def _record_conflict(
@@ -458,7 +462,9 @@ def check_items(items: Sequence[RemoteItem]) -> None:
     """Shape checks on items decoded from the wire, before they reach the writer."""
     for item in items:
         if item.key.startswith(RESERVED_PREFIX):
-            raise ValidationError(f"reserved key {item.key[:40]!r} cannot be replicated")
+            raise ReservedKey(
+                f"key {item.key[:40]!r} is reserved for the system and is never replicated"
+            )
         if item.vector.get(item.origin, -1) < item.hlc:
             raise ValidationError(
                 f"item {item.key[:40]!r}: its version vector must include its own version "

@@ -59,7 +59,7 @@ class WriteContext:
         self._origin_bytes = origin.encode()
         self.seq = last_seq
         self.events: list[ChangeEvent] = []
-        self._data = dbs["data"]
+        self._data = self.data_db = dbs["data"]
         self._tombstones = dbs["tombstones"]
         # Cursors stay positioned between operations: LMDB then finds neighbouring keys
         # without descending the tree again, and appends to the log at its end.
@@ -195,25 +195,6 @@ class WriteContext:
         self.clock.observe(hlc)
         self._hlc_next = self._hlc_end = 0
 
-    def append_remote(
-        self,
-        event_type: EventType,
-        key: str,
-        key_bytes: bytes,
-        old: bytes | None,
-        new: bytes | None,
-        version: Version,
-        txn_id: int,
-        ctype: bytes,
-        vv: bytes,
-        source: str,
-    ) -> WriteResult:
-        """Log a replicated write: it keeps its own version and records its source."""
-        hlc, origin = version
-        return self._append(
-            event_type, key, key_bytes, old, new, hlc, origin, txn_id, ctype, vv, source
-        )
-
     def _append(
         self,
         event_type: EventType,
@@ -228,6 +209,26 @@ class WriteContext:
         vv: bytes = b"",
         source: str | None = None,
     ) -> WriteResult:
+        seq = self.log_event(event_type, key, key_bytes, old, new, hlc, origin, txn_id, ctype, vv,
+                        source)  # fmt: skip
+        return _tuple_new(WriteResult, (key, seq, _tuple_new(Version, (hlc, origin))))
+
+    def log_event(
+        self,
+        event_type: EventType,
+        key: str,
+        key_bytes: bytes,
+        old: bytes | None,
+        new: bytes | None,
+        hlc: int,
+        origin: str,
+        txn_id: int,
+        ctype: bytes,
+        vv: bytes,
+        source: str | None,
+    ) -> int:
+        """Append an event to the change log (and to this group's events); its seq. A
+        replicated write keeps its own ``hlc`` and ``origin`` and records its ``source``."""
         seq = self.seq = self.seq + 1
         origin_bytes = self._origin_bytes if origin is self.origin else origin.encode()
         raw = encode_event(
@@ -248,7 +249,7 @@ class WriteContext:
         content_type = ctype.decode() if ctype else None
         event = (seq, event_type, key, old, new, hlc, origin, txn_id, content_type, source, vv)
         self.events.append(_tuple_new(ChangeEvent, event))
-        return _tuple_new(WriteResult, (key, seq, _tuple_new(Version, (hlc, origin))))
+        return seq
 
     def finish(self) -> None:
         """Persist the seq and HLC high-water marks; called once, just before commit."""

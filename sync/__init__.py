@@ -3,8 +3,9 @@ resolution, retries, health checks and failover. Depends on ``kvdb`` and ``chang
 
 A node's ``SyncService`` runs ``RealtimeSyncProcessor``s (one per ``SyncConfig``), each
 sending the changes it selects to its ``SyncTarget``s (``RemoteDBSyncTarget`` over HTTP,
-``LocalSyncTarget`` in process), and receives other nodes' changes through its
-``SyncReceiver``. ``BidirectionalSyncManager`` pairs two nodes.
+``LocalSyncTarget`` in process; ``sync.targets``: NATS JetStream, PostgreSQL and Redis), and
+receives other nodes' changes through its ``SyncReceiver``. ``BidirectionalSyncManager`` pairs
+two nodes.
 """
 
 from __future__ import annotations

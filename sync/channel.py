@@ -25,9 +25,10 @@ import enum
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from changestream import Batch, Clock
+from changestream.aio import cancel_and_wait
 from kvdb import ApplyResult, ChangeEvent, Compacted, RemoteBatch, RemoteItem, Store
 
 from .backoff import Backoff
@@ -42,6 +43,16 @@ log = logging.getLogger("sync.channel")
 
 HEARTBEAT_MS = 1000  # a stretch of skipped events moves the peer's checkpoint this often
 _READ_PAGE = 1000
+
+
+def target_epochs_prefix(processor: str) -> str:
+    """Where a processor keeps the epoch of each of its targets (system records)."""
+    return f"sync/target-epochs/{processor}/"
+
+
+class _Prepared(NamedTuple):
+    items: list[RemoteItem]
+    through: int
 
 
 class TargetState(enum.StrEnum):
@@ -79,7 +90,12 @@ class TargetChannel:
         self._resume = asyncio.Event()
         self._resume.set()
         self._last_send_ms = 0.0
-        self._snapshot_after: str | None = None
+        self._snapshot_after: str | None = None  # a snapshot in progress: the last key sent,
+        self._snapshot_start = 0  # the seq it is of,
+        self._snapshot_epoch: str | None = None  # and the target incarnation it goes to
+        self._needs_snapshot = False  # the log lacks what the target needs, or it was wiped
+        self._busy = asyncio.Lock()  # one attempt at a time (the stream, or verify/resync)
+        self._inflight: asyncio.Task[None] | None = None  # the batch being delivered
         self._resyncs = 0
         self.stats: dict[str, Any] = {
             "sent": 0, "applied": 0, "skipped": 0, "conflicts": 0, "batches": 0,
@@ -90,14 +106,56 @@ class TargetChannel:
     # -- the processor ------------------------------------------------------------------------
 
     async def process(self, events: Sequence[ChangeEvent]) -> None:
-        await self.process_batch(Batch(list(events), events[-1].seq, False))
+        await self.process_batch(Batch(list(events), events[-1].seq, True))
 
     async def process_batch(self, batch: Batch) -> None:
-        """Deliver ``batch`` to the target, retrying until it has it."""
+        """Deliver ``batch`` to the target, retrying until it has it.
+
+        While the stream has more (``not batch.caught_up``), the delivery goes on in the
+        background and the next batch is read and prepared meanwhile: one batch is in flight,
+        so reading the log here and applying there overlap. The stream's checkpoint may then
+        run one batch ahead of the target; the target's own checkpoint is the authority (a
+        batch that reaches past a gap first resends it from the log), so nothing is lost."""
+        prepared = self._prepare(batch)
+        await self.settle()
+        self._inflight = asyncio.create_task(
+            self._until_delivered(batch, prepared), name=f"sync {self.config.name} -> {self.name}"
+        )
+        if batch.caught_up:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until the batch in flight (if any) is delivered."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
+    async def close(self) -> None:
+        """Stop delivering (a batch in flight is abandoned: it comes again from the log)."""
+        task, self._inflight = self._inflight, None
+        await cancel_and_wait(task)
+
+    def _prepare(self, batch: Batch) -> _Prepared | None:
+        """The batch, completed to a transaction's end, as the items this target wants (None
+        if the log no longer has the rest of its transaction: the delivery deals with it)."""
+        try:
+            return self._prepare_now(batch)
+        except Compacted:
+            return None
+
+    def _prepare_now(self, batch: Batch) -> _Prepared:
+        events, through = batch.events, batch.through
+        if events:
+            events, through = self._complete_transaction(events, through)
+        items = [item_of(e) for e in events if self._wants(e)]
+        return _Prepared(items, through)
+
+    async def _until_delivered(self, batch: Batch, prepared: _Prepared | None) -> None:
         while True:
             await self._resume.wait()
             try:
-                await self._deliver(batch)
+                async with self._busy:
+                    await self._deliver(batch, prepared)
             except ResyncNeeded as exc:
                 self._failed(exc)
                 self.remote = None
@@ -122,17 +180,57 @@ class TargetChannel:
             self.state = TargetState.CATCHING_UP
             self._resume.set()
 
+    async def verify(self) -> None:
+        """While idle (no batch in flight): ask the target where it stands, and if it lost what
+        it had (wiped, restored), refill it now rather than at this node's next write."""
+        pending = self._needs_snapshot or self._snapshot_after is not None
+        if self._busy.locked() or self.state is TargetState.PAUSED:
+            return
+        if self.state is not TargetState.LIVE and not pending:
+            return
+        async with self._busy:
+            if not pending:
+                self.remote = None
+            await self._position()
+            if self._needs_snapshot or self._snapshot_after is not None:
+                await self._snapshot()
+                self.state = TargetState.LIVE
+
+    async def resync(self) -> int:
+        """The stream lost this target's position to compaction (the hard cap): make sure the
+        target holds this node's state as of a seq the log still has everything after (by a
+        snapshot unless it already does), and return that seq, where the stream resumes."""
+        async with self._busy:
+            remote = await self._position()
+            if self._needs_snapshot or remote < self.store.oldest_seq() - 1:
+                await self._snapshot()
+            return self._remote()
+
     # -- one attempt --------------------------------------------------------------------------
 
-    async def _deliver(self, batch: Batch) -> None:
+    async def _deliver(self, batch: Batch, prepared: _Prepared | None) -> None:
+        try:
+            await self._deliver_from_log(batch, prepared)
+        except Compacted as exc:  # what the target lacks left the log while it was away
+            log.warning("sync %s -> %s: %s; sending a snapshot", self.config.name, self.name,
+                        exc.message)  # fmt: skip
+            self._needs_snapshot = True
+            await self._snapshot()
+
+    async def _deliver_from_log(self, batch: Batch, prepared: _Prepared | None) -> None:
         remote = await self._position()
+        if self._needs_snapshot or self._snapshot_after is not None:
+            await self._snapshot()  # needed, or interrupted: (resume and) finish it first
+            remote = self._remote()
+        if batch.through <= remote:
+            return  # the target has all of it (from a snapshot, or an earlier attempt)
         start = batch.events[0].seq if batch.events else batch.through
         if remote < start - 1:
             await self._catch_up(remote, start - 1)
-        events, through = batch.events, batch.through
-        if events:
-            events, through = self._complete_transaction(events, through)
-        items = [item_of(e) for e in events if e.seq > self._remote() and self._wants(e)]
+        if prepared is None:
+            prepared = self._prepare_now(batch)  # Compacted: a snapshot, in _deliver
+        through = prepared.through
+        items = [item for item in prepared.items if item.seq > self._remote()]
         if items:
             await self._send(items, through)
         elif through > self._remote() and self._heartbeat_due():
@@ -141,12 +239,28 @@ class TargetChannel:
     async def _position(self) -> int:
         if self.remote is None:
             welcome = await self.target.handshake(
-                Hello(self.node_id, self.store.epoch, self.target.node_id)
+                Hello(self.node_id, self.store.epoch, self.target.node_id, self.delivered_through)
             )
+            # Another incarnation than the one this node replicated to: the target was wiped
+            # or restored and lost writes of every origin, not only this node's log.
+            known = self.remote_epoch or self._stored_epoch()
+            if known is not None and welcome.epoch != known:
+                self._needs_snapshot = True
+            if welcome.epoch != known:
+                await self.store.put_system_record(self.epoch_record, welcome.epoch.encode())
             self.remote, self.remote_epoch = welcome.checkpoint, welcome.epoch
             log.info("sync %s -> %s: target has this node's log up to seq %d",
                      self.config.name, self.name, welcome.checkpoint)  # fmt: skip
         return self.remote
+
+    @property
+    def epoch_record(self) -> str:
+        """The system record keeping the target's epoch, so a wipe is noticed after restarts."""
+        return target_epochs_prefix(self.config.name) + self.name
+
+    def _stored_epoch(self) -> str | None:
+        raw = self.store.get_system_record(self.epoch_record)
+        return None if raw is None else raw.decode()
 
     def _remote(self) -> int:
         assert self.remote is not None
@@ -167,13 +281,14 @@ class TargetChannel:
         last = events[-1]
         extra: list[ChangeEvent] = []
         position = last.seq
+        limit = 1  # most batches end between transactions: one event tells
         while True:
-            more = self.store.read_changes(position, limit=_READ_PAGE)
+            more = self.store.read_changes(position, limit=limit)
             tail = [e for e in more if e.txn == last.txn]
             extra.extend(tail)
             if len(tail) < len(more) or not more:
                 break
-            position = more[-1].seq
+            position, limit = more[-1].seq, _READ_PAGE
         if not extra:
             return events, through
         return events + extra, max(through, extra[-1].seq)
@@ -188,6 +303,7 @@ class TargetChannel:
             except Compacted as exc:
                 log.warning("sync %s -> %s: %s; sending a snapshot", self.config.name, self.name,
                             exc.message)  # fmt: skip
+                self._needs_snapshot = True
                 await self._snapshot()
                 return
             if not page:
@@ -202,19 +318,42 @@ class TargetChannel:
         """Send every current version (tombstones included), then resume after ``start``:
         writes made while scanning come again from the log and merge as no-ops."""
         self.state = TargetState.SNAPSHOT
-        self.stats["snapshots"] += 1
-        start = self.store.last_seq
+        if self._snapshot_after is None or self._snapshot_epoch != self.remote_epoch:
+            # A new snapshot (a resumed one keeps its start: pages already sent are of then).
+            self.stats["snapshots"] += 1
+            self._snapshot_after = None
+            self._snapshot_start = self.store.last_seq
+            self._snapshot_epoch = self.remote_epoch
+        start = self._snapshot_start
         replica = self.store.replica
-        while True:
-            page, after = replica.scan_versions(self._snapshot_after, self.config.batch_size)
-            items = [i for i in page if self._key_filter.matches_key(i.key)]
-            if items:
-                await self._apply(items, 0, 0, "snapshot")
-            self._snapshot_after = after
-            if after is None:
-                break
+        # One page in flight while the next is scanned; ``_snapshot_after`` (where a resumed
+        # snapshot goes on) moves only past pages the target has applied.
+        scan_from = self._snapshot_after
+        pending: tuple[asyncio.Task[ApplyResult], str | None] | None = None
+        try:
+            while True:
+                page, after = replica.scan_versions(scan_from, self.config.batch_size)
+                items = [i for i in page if self._key_filter.matches_key(i.key)]
+                if pending is not None:
+                    await pending[0]
+                    self._snapshot_after, pending = pending[1], None
+                if items:
+                    task = asyncio.create_task(self._apply(items, 0, 0, "snapshot"))
+                    pending = (task, after)
+                else:
+                    self._snapshot_after = after
+                if after is None:
+                    break
+                scan_from = after
+            if pending is not None:
+                await pending[0]
+                self._snapshot_after, pending = pending[1], None
+        finally:
+            if pending is not None:
+                await cancel_and_wait(pending[0])
         await self._apply([], start, start, "snapshot_end")
         self.remote = start
+        self._needs_snapshot = False
         log.info("sync %s -> %s: snapshot done; resuming after seq %d", self.config.name,
                  self.name, start)  # fmt: skip
 
@@ -284,6 +423,7 @@ class TargetChannel:
                 lag_ms = max(0.0, self.clock.now_ms() - pending[0].ts)
         return {
             "node_id": self.name,
+            "kind": getattr(self.target, "kind", "kvdb"),
             "state": self.state.value,
             "endpoint": self.target.endpoint,
             "checkpoint": self.delivered_through,

@@ -14,6 +14,7 @@ from changestream import EventFilter, InvalidPattern
 from kvdb.versions import check_node_id
 
 from .errors import InvalidSyncConfig
+from .targets.options import TargetOptions, options_of
 
 __all__ = ["ConflictPolicy", "Forward", "PolicyRule", "SyncConfig", "TargetConfig"]
 
@@ -60,25 +61,56 @@ class PolicyRule:
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """A node to replicate to. Later endpoints are failover addresses of the same node (its
-    id is checked at every handshake); the checkpoint belongs to the node, not the URL."""
+    """Where a sync processor sends changes. ``kind: kvdb`` (the default) is a node to
+    replicate to: later endpoints are failover addresses of the same node (its id is checked
+    at every handshake); the checkpoint belongs to the node, not the URL. Any other kind is an
+    external system (``sync.targets``), identified by ``name`` (its checkpoint's key) and
+    configured by ``options``."""
 
-    node_id: str
-    endpoints: tuple[str, ...]
+    node_id: str = ""
+    endpoints: tuple[str, ...] = ()
     token: str | None = None
+    kind: str = "kvdb"
+    name: str | None = None
+    options: TargetOptions | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoints", tuple(self.endpoints))
+        if self.token == "":
+            object.__setattr__(self, "token", None)
+        if self.kind != "kvdb":
+            self._external()
+            return
+        if self.options is not None or self.name not in (None, self.node_id):
+            raise InvalidSyncConfig(
+                "a kvdb target is named by its node_id and has endpoints, not name or options"
+            )
         try:
             check_node_id(self.node_id)
         except ValueError as exc:
             raise InvalidSyncConfig(str(exc)) from None
-        object.__setattr__(self, "endpoints", tuple(self.endpoints))
         if not self.endpoints:
             raise InvalidSyncConfig(f"target {self.node_id!r} needs at least one endpoint URL")
         for url in self.endpoints:
             check_endpoint(url)
-        if self.token == "":
-            object.__setattr__(self, "token", None)
+
+    def _external(self) -> None:
+        object.__setattr__(self, "options", options_of(self.kind, self.options))
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise InvalidSyncConfig(
+                f"a {self.kind} target needs a name (1-64 letters, digits, '_', '.' or '-'), "
+                f"got {self.name!r}"
+            )
+        if self.node_id or self.endpoints or self.token:
+            raise InvalidSyncConfig(
+                f"a {self.kind} target has a name and its own options, not node_id, endpoints "
+                "or token"
+            )
+
+    @property
+    def id(self) -> str:
+        """What names the target in status and checkpoints: its node id, or its name."""
+        return self.node_id if self.kind == "kvdb" else str(self.name)
 
 
 def check_endpoint(url: str) -> str:
@@ -131,12 +163,12 @@ class SyncConfig:
         object.__setattr__(self, "conflict_policy", _policy(self.conflict_policy))
         seen: set[str] = set()
         for target in self.targets:
-            if target.node_id in seen:
+            if target.id in seen:
                 raise InvalidSyncConfig(
-                    f"target {target.node_id!r} is listed twice; list its addresses as "
-                    "endpoints of one target"
+                    f"target {target.id!r} is listed twice; list a node's addresses as "
+                    "endpoints of one target, and give each external target its own name"
                 )
-            seen.add(target.node_id)
+            seen.add(target.id)
         for name in ("max_retry_count", "retry_delay_ms", "health_check_interval_ms",
                      "request_timeout_ms", "batch_size"):  # fmt: skip
             value = getattr(self, name)

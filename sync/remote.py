@@ -87,7 +87,7 @@ class RemoteDBSyncTarget:
         try:
             response = await self._http.get(probe + "/health")
             healthy = response.status_code == 200
-        except httpx.HTTPError:
+        except Exception:  # as in _post: httpcore can leak more than httpx.HTTPError
             healthy = False
         if self._index == 0:
             return healthy
@@ -104,7 +104,10 @@ class RemoteDBSyncTarget:
         url = self.endpoint + path
         try:
             response = await self._http.post(url, content=body)
-        except httpx.HTTPError as exc:
+        except Exception as exc:
+            # httpx.HTTPError, and what httpcore/anyio let through when a connection is reset
+            # as it opens (AttributeError: 'NoneType' object has no attribute 'getpeername'):
+            # either way the node did not answer.
             self._failed()
             reason = str(exc) or type(exc).__name__
             raise TargetUnavailable(

@@ -28,6 +28,7 @@ from changestream import (
 )
 from kvdb import ConflictRecord, Resolver, Store
 
+from .channel import target_epochs_prefix
 from .config import SyncConfig
 from .errors import InvalidSyncConfig, SyncError, SyncProcessorExists, UnknownSyncProcessor
 from .processor import RealtimeSyncProcessor, TargetFactory, remote_target
@@ -193,15 +194,19 @@ class SyncService:
         await self._forget(processor.config)
 
     async def _forget(self, config: SyncConfig) -> None:
+        """Forget a processor: its stream (and the checkpoints that pinned the log for its
+        targets), the epochs it knew of its targets, its definition."""
         with contextlib.suppress(UnknownStream):
             await self.streams.remove(config.stream_name)
+        for key, _ in self.store.list_system_records(target_epochs_prefix(config.name)):
+            await self.store.delete_system_record(key)
         await self.store.delete_system_record(_RECORD_PREFIX + config.name)
 
     def check(self, config: SyncConfig, others: Iterable[RealtimeSyncProcessor]) -> None:
         """Refuse a config that targets this node, or a target another processor already
         replicates to (one key would travel twice to it)."""
         for target in config.targets:
-            if target.node_id == self.store.node_id:
+            if target.kind == "kvdb" and target.node_id == self.store.node_id:
                 raise InvalidSyncConfig(
                     f"sync {config.name!r}: target {target.node_id!r} is this node; a node "
                     "does not replicate to itself"
@@ -276,15 +281,16 @@ class SyncService:
 
 
 def check_overlaps(configs: Sequence[SyncConfig]) -> None:
-    """One node id may be the target of one processor only: two would send it the same keys
-    (and whether two RE2 patterns overlap cannot be decided cheaply)."""
+    """One node id (or external target name) may be the target of one processor only: two
+    would send it the same keys (and whether two RE2 patterns overlap cannot be decided
+    cheaply)."""
     owners: dict[str, str] = {}
     for config in configs:
         for target in config.targets:
-            other = owners.setdefault(target.node_id, config.name)
+            other = owners.setdefault(target.id, config.name)
             if other != config.name:
                 raise InvalidSyncConfig(
-                    f"sync {config.name!r} and {other!r} both replicate to {target.node_id!r}: "
+                    f"sync {config.name!r} and {other!r} both replicate to {target.id!r}: "
                     "a key could travel twice; merge their source_patterns into one entry",
-                    target=target.node_id,
+                    target=target.id,
                 )

@@ -1,6 +1,7 @@
 """``SyncTarget``: where a sync processor sends a node's changes (STYLE 9: a small Protocol
-with real implementations, ``RemoteDBSyncTarget`` and ``LocalSyncTarget``, and a fake in
-``sync.testing``; one contract suite runs against all of them).
+with real implementations, ``RemoteDBSyncTarget``, ``LocalSyncTarget`` and the external
+targets of ``sync.targets``, and a fake in ``sync.testing``; one contract suite runs against
+all of them).
 
 A target speaks the protocol of ``sync.protocol``: a handshake that says who it is and how far
 it has applied the sender's log, then batches. It raises ``TargetError``s: ``ResyncNeeded``

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kvdb import Entry
+from kvdb.events import value_fields
 
 from ..client import DEFAULT_URL, Item
 from ..client.watch import DEFAULT_RETRIES
@@ -153,4 +153,11 @@ def watch(
 
 
 def item_json(item: Item) -> dict[str, Any]:
-    return Entry(item.key, item.value, item.version, item.content_type).to_json()
+    doc: dict[str, Any] = {
+        "key": item.key,
+        "version": str(item.version),
+        **value_fields(item.value),
+    }
+    if item.content_type:
+        doc["content_type"] = item.content_type
+    return doc

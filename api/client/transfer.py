@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from kvdb.ops import Entry, Put
+from kvdb.events import value_fields
+from kvdb.ops import Put
 
 from .errors import ClientError, InvalidRequest, raise_for_error
 
@@ -48,13 +49,7 @@ class BackupResult:
     bytes: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "node_id": self.node_id,
-            "epoch": self.epoch,
-            "records": self.records,
-            "bytes": self.bytes,
-        }
+        return asdict(self)
 
 
 def run_backup(client: Client, out: IO[bytes], progress: Progress | None = None) -> BackupResult:
@@ -79,9 +74,9 @@ def run_backup(client: Client, out: IO[bytes], progress: Progress | None = None)
 
 
 def dump_line(item: Item) -> str:
-    """``{"key", "value", "content_type"}`` (a load writes new versions: none is kept)."""
-    doc = Entry(item.key, item.value, item.version, item.content_type).to_json()
-    del doc["version"]
+    doc: dict[str, Any] = {"key": item.key, **value_fields(item.value)}
+    if item.content_type:
+        doc["content_type"] = item.content_type
     return json.dumps(doc, ensure_ascii=False)
 
 

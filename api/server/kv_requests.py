@@ -13,6 +13,7 @@ import orjson
 
 from kvdb import ANY_VERSION, NO_VERSION, Delete, Entry, Limits, Put, Version
 from kvdb.config import SETTINGS
+from kvdb.events import value_fields
 from kvdb.validation import is_media_type, validate_content_type
 
 from .dependencies import is_json
@@ -232,7 +233,14 @@ def _batch_value(item: dict[str, Any], where: str, binary: bool) -> bytes:
 
 
 def item_json(entry: Entry) -> dict[str, Any]:
-    return entry.to_json()
+    item: dict[str, Any] = {
+        "key": entry.key,
+        "version": str(entry.version),
+        **value_fields(entry.value),
+    }
+    if entry.content_type:
+        item["content_type"] = entry.content_type
+    return item
 
 
 def etag(version: Version | None) -> bytes:

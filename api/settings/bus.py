@@ -234,6 +234,7 @@ class RouteSettings(Section):
     handler_names: tuple[str, ...] = Field(min_length=1)
     priority: int = 0
     final: bool = False
+    origins: tuple[str, ...] = ()  # local, remote or node ids (empty: every origin)
 
     _check_patterns = field_validator("key_patterns")(_patterns)
     _check_types = field_validator("event_types")(_types)
@@ -270,6 +271,7 @@ class RouteSettings(Section):
             self.handler_names,
             self.priority,
             self.final,
+            self.origins,
         )
 
 

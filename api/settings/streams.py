@@ -27,6 +27,7 @@ class StreamSettings(Section):
     enable_persistence: bool = _DEFAULT["enable_persistence"]
     start_from: Literal["latest", "earliest"] | Annotated[int, Field(ge=1)] = _DEFAULT["start_from"]
     on_overflow: Literal["catch_up", "disconnect"] = _DEFAULT["on_overflow"].value
+    origins: tuple[str, ...] = ()  # local, remote or node ids (empty: every origin)
 
     @model_validator(mode="after")
     def _valid_stream(self) -> StreamSettings:

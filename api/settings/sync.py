@@ -8,10 +8,11 @@ a resolver that does not import, two entries replicating to one node::
       - name: mesh
         source_patterns: [".*"]          # RE2, whole key (default: every key)
         forward: own                     # own: what this node originated; all: relay
-        targets:
-          - node_id: b
+        targets:                         # settings/sync_targets.py: kvdb, jetstream,
+          - node_id: b                   # postgres, redis (kind: kvdb is the default)
             endpoints: ["http://10.0.0.2:8080", "http://10.1.0.2:8080"]  # later: failover
             token: ${KVDB_SYNC_TOKEN:-}
+          - {kind: postgres, name: mirror, dsn: "postgresql://kvdb@127.0.0.1/app"}
         conflict_policy: lww             # lww | delete_wins | update_wins
         policies: [{key_patterns: ["carts/.*"], policy: delete_wins}]
         resolver: null                   # package.module:function
@@ -26,21 +27,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from sync import (
-    ConflictPolicy,
-    Forward,
-    PolicyRule,
-    SyncConfig,
-    SyncError,
-    TargetConfig,
-)
-from sync.config import check_endpoint
+from sync import ConflictPolicy, Forward, PolicyRule, SyncConfig, SyncError
 from sync.conflicts import load_resolver
 from sync.service import check_overlaps
 
 from .base import Section, defaults_of, empty_is_none
+from .sync_targets import TargetSettings
 from .units import Duration
 
 __all__ = ["SyncSettings", "check_sync_section"]
@@ -66,27 +60,6 @@ class PolicySettings(Section):
     def _valid(self) -> PolicySettings:
         self.rule()
         return self
-
-
-class TargetSettings(Section):
-    node_id: str
-    endpoints: tuple[str, ...] = Field(min_length=1)
-    token: Annotated[str | None, BeforeValidator(empty_is_none)] = None
-
-    @field_validator("node_id")
-    @classmethod
-    def _not_this_node(cls, node_id: str, info: ValidationInfo) -> str:
-        local = (info.context or {}).get("node_id")
-        if local is not None and node_id == local:
-            raise ValueError(f"{node_id!r} is this node's own id; a node does not sync to itself")
-        return node_id
-
-    @field_validator("endpoints")
-    @classmethod
-    def _urls(cls, endpoints: tuple[str, ...]) -> tuple[str, ...]:
-        for url in endpoints:
-            _sync_error(lambda url=url: check_endpoint(url))
-        return endpoints
 
 
 class SyncSettings(Section):
@@ -122,7 +95,7 @@ class SyncSettings(Section):
         def build() -> SyncConfig:
             return SyncConfig(
                 self.name,
-                targets=tuple(TargetConfig(t.node_id, t.endpoints, t.token) for t in self.targets),
+                targets=tuple(t.target_config() for t in self.targets),
                 source_patterns=self.source_patterns,
                 forward=self.forward,
                 conflict_policy=self.conflict_policy,

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from sqlglot import exp
 
-from changestream import InvalidPattern, compile_pattern
+from changestream import ChangeStreamError, InvalidPattern, compile_pattern, parse_origins
 from kvdb import ChangeEvent
 
 from ..errors import InvalidRecord, SqlPlanError, UnsupportedSql
@@ -148,6 +148,7 @@ class StreamDefinition:
     watermark_column: str | None
     out_of_orderness: int
     sql: str
+    origins: tuple[str, ...] = ()
 
     def column_type(self, name: str) -> str | None:
         for column, kind in self.columns:
@@ -235,9 +236,13 @@ def define_stream(statement: Statement, sql: str) -> StreamDefinition:
             )
         out_of_orderness = _watermark_delay(watermark, watermark_column, fail)
     options = parse_options(node.args.get("properties") or [], fail)
-    unknown = set(options) - {"key_pattern"}
+    unknown = set(options) - {"key_pattern", "origins"}
     if unknown:
-        raise fail(f"unknown option(s) {', '.join(sorted(unknown))}; expected key_pattern", node)
+        raise fail(
+            f"unknown option(s) {', '.join(sorted(unknown))}; expected key_pattern and, "
+            "optionally, origins",
+            node,
+        )
     if "key_pattern" not in options:
         raise fail("WITH (key_pattern = '<regex>') is required: it selects the stream's keys", node)
     pattern, where = options["key_pattern"]
@@ -247,8 +252,19 @@ def define_stream(statement: Statement, sql: str) -> StreamDefinition:
         compile_pattern(pattern)
     except InvalidPattern as exc:
         raise fail(exc.message, where) from None
+    origins: tuple[str, ...] = ()
+    if "origins" in options:
+        value, where = options["origins"]
+        try:
+            origins = parse_origins(
+                [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else ()
+            )
+        except ChangeStreamError as exc:
+            raise fail(exc.message, where) from None
+        if not isinstance(value, str) or not origins:
+            raise fail("origins must be a string such as 'local' or 'local, b'", where)
     return StreamDefinition(
-        name, tuple(columns), pattern, watermark_column, out_of_orderness, statement.text
+        name, tuple(columns), pattern, watermark_column, out_of_orderness, statement.text, origins
     )
 
 

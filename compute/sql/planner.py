@@ -291,6 +291,7 @@ class Planner:
             emit=self.options["emit"],
             start_from=self.options.get("start_from", "earliest"),
             version=self._version(),
+            origins=stream.origins,
             **({"retention": self.options["retention"]} if "retention" in self.options else {}),
         )
 

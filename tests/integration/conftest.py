@@ -1,5 +1,5 @@
-"""Helpers for multi-process tests: real kvdb servers on free loopback ports, and concurrent
-writers that run until the server is killed under them."""
+"""Helpers for multi-process tests: real kvdb servers on free loopback ports, concurrent
+writers that run until the server is killed under them, and replication clusters."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from api.client import AsyncClient, ClientError
 from tests.conftest import eventually, eventually_sync
+from tests.integration.proxy import ProxyLoop
+
+if TYPE_CHECKING:
+    from tests.integration.cluster import Cluster
 
 
 def free_port() -> int:
@@ -27,27 +32,50 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``kvdb serve`` in a child process. ``kill()`` is SIGKILL: no shutdown code runs."""
+    """``kvdb serve`` in a child process. ``kill()`` is SIGKILL: no shutdown code runs.
 
-    def __init__(self, data_dir: Path, *extra: str, node_id: str = "it-node") -> None:
+    ``config`` is passed as ``--config`` (the command line still sets the data directory,
+    port and node id); ``env`` adds to the child's environment (e.g. the test-only
+    ``KVDB_TEST_CLOCK_SKEW_MS``). ``start()`` again after ``stop()`` or ``kill()`` restarts
+    it on the same port with the same data directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra: str,
+        node_id: str = "it-node",
+        config: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.extra = extra
         self.node_id = node_id
-        self.port = free_port()
+        self.config = config
+        self.env = dict(env or {})
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.spawn()
+        return self.wait_healthy(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to serve (``wait_healthy``)."""
         command = [
             sys.executable, "-m", "api.cli", "serve",
             "--data-dir", str(self.data_dir), "--port", str(self.port), "--node-id", self.node_id,
+            *(("--config", str(self.config)) if self.config is not None else ()),
             *self.extra,
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
             )
+
+    def wait_healthy(self, timeout: float = 20.0) -> ServerProcess:
         try:
             eventually_sync(self._healthy, timeout, interval=0.05)
         except AssertionError:
@@ -64,6 +92,10 @@ class ServerProcess:
             return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
@@ -123,3 +155,23 @@ def server_factory(tmp_path: Path) -> Iterator[type[ServerProcess]]:
     yield Tracked
     for server in started:
         server.kill()
+
+
+@pytest.fixture
+def proxy_loop() -> Iterator[ProxyLoop]:
+    loop = ProxyLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, proxy_loop: ProxyLoop) -> AsyncIterator[Cluster]:
+    """A replication cluster (tests/integration/cluster.py); every node it started is killed
+    and every proxy closed at the end."""
+    from tests.integration.cluster import Cluster  # it imports this module
+
+    made = Cluster(tmp_path, proxy_loop)
+    try:
+        yield made
+    finally:
+        await made.aclose()

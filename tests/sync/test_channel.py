@@ -4,6 +4,7 @@ handled; driven batch by batch against a real store and the fake target."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from kvdb import Delete, Put, RemoteBatch, RemoteItem, Store, StoreConfig
 from kvdb.config import RetentionPolicy
 from sync import Forward, SyncConfig, TargetChannel, TargetConfig, TargetState
 from sync.testing import FakeSyncTarget
+from tests.conftest import eventually
 
 
 class RecordingClock:
@@ -43,9 +45,15 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield opened
 
 
+_names = itertools.count()
+
+
 def channel(store: Store, fake: FakeSyncTarget, **options: object) -> TargetChannel:
+    """A channel of a processor of its own: two fakes of one name are two different nodes
+    (a processor remembers each target's epoch, and would take the second for the first
+    wiped)."""
     config = SyncConfig(
-        "s",
+        f"s{next(_names)}",
         targets=(TargetConfig(fake.node_id, ("http://unused.test",)),),
         **options,  # type: ignore[arg-type]
     )
@@ -111,6 +119,7 @@ async def test_a_transaction_cut_by_the_stream_is_sent_whole(store: Store) -> No
     events = store.read_changes(0)
     ch = channel(store, fake, batch_size=4)
     await ch.process_batch(Batch(events[:4], events[3].seq, False))
+    await ch.settle()  # more was pending, so the batch went on in the background
     assert len(fake.batches) == 1 and len(fake.batches[0].items) == 10  # one txn, one batch
     await ch.process_batch(Batch(events[4:], events[-1].seq, True))
     assert len(fake.batches) == 1  # the rest was already there
@@ -162,9 +171,8 @@ async def test_a_refusal_shows_in_the_status_and_is_retried(store: Store) -> Non
     ch = channel(store, fake)
     await store.put("k", b"v")
     task = asyncio.create_task(ch.process_batch(everything(store)))
-    for _ in range(50):
-        await asyncio.sleep(0)
-    assert ch.state is TargetState.UNHEALTHY and "ahead" in ch.status()["last_error"]
+    await eventually(lambda: ch.state is TargetState.UNHEALTHY)
+    assert "ahead" in ch.status()["last_error"]
     fake.faults.refuse = None
     await asyncio.wait_for(task, 5)
     assert fake.live_values() == {"k": b"v"}

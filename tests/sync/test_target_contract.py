@@ -1,5 +1,7 @@
-"""The ``SyncTarget`` contract (STYLE 9): the same checks against the fake, an in-process node
-and a node over HTTP (its real ASGI app through httpx's ASGI transport)."""
+"""The ``SyncTarget`` contract (STYLE 9): the same checks against the fake, an in-process node,
+a node over HTTP (its real ASGI app through httpx's ASGI transport), and the external targets
+on the machine's JetStream, PostgreSQL and Redis: each keeps this node's checkpoint beside the
+data and answers handshakes, duplicates, gaps and new incarnations the way a node does."""
 
 from __future__ import annotations
 
@@ -16,20 +18,31 @@ from sync import (
     LocalSyncTarget,
     RemoteDBSyncTarget,
     ResyncNeeded,
+    SyncConfig,
     SyncTarget,
     TargetConfig,
     TargetMismatch,
 )
 from sync.protocol import Hello
+from sync.targets import EXTERNAL_KINDS, external_target
 from sync.testing import FakeSyncTarget
+from tests.sync.conftest import external_options
 
 SOURCE, EPOCH = "a", "epoch-of-a"
 
 
-@pytest.fixture(params=["fake", "local", "remote"])
+@pytest.fixture(params=["fake", "local", "remote", "jetstream", "postgres", "redis"])
 async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SyncTarget]:
     if request.param == "fake":
         yield FakeSyncTarget("b")
+        return
+    if request.param in EXTERNAL_KINDS:
+        options, cleanup = external_options(request.param)
+        external = external_target(SyncConfig("contract"), TargetConfig(
+            kind=request.param, name="b", options=options))  # fmt: skip
+        yield external
+        await external.close()
+        await cleanup()
         return
     settings = Settings(node=NodeSettings(data_dir=tmp_path / "b", id="b"))
     async with Node(settings) as node:

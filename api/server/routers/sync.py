@@ -8,17 +8,22 @@ the ``replication`` role (or ``admin``); no other role opens them.
 - ``GET /sync/status``: per processor and target: state, endpoint, checkpoint, lag, counters,
   last error.
 - ``GET /sync/conflicts?since=&limit=``: conflict records after a seq, oldest first.
+- ``GET /sync/snapshot?after=&limit=``: this node's versioned state in key order, tombstones
+  included (read only): what a snapshot resync would send, for comparing nodes.
 - ``GET/POST /sync/processors``, ``GET/DELETE /sync/processors/{name}``, and
   ``POST /sync/processors/{name}/pause`` / ``resume``.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError as PydanticValidationError
 
+from kvdb import RemoteItem
+from kvdb.replica import MAX_SNAPSHOT_PAGE
 from sync import SyncConfig
 from sync.protocol import (
     CONTENT_TYPE,
@@ -82,6 +87,37 @@ async def conflicts(
     records = node_of(request).sync.conflicts(since, limit)
     items = [{**r.document, "seq": r.seq, "detected_ms": r.detected_ms} for r in records]
     return {"conflicts": items, "last_seq": records[-1].seq if records else since}
+
+
+@router.get("/snapshot")
+async def snapshot(
+    request: Request,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_SNAPSHOT_PAGE)] = 1000,
+) -> dict[str, Any]:
+    """Current versions of the keys after ``after``, in key order, tombstones included and
+    reserved keys left out; pass ``next`` as ``after`` for the next page (null: the end).
+    Versions and vector entries are strings (an hlc exceeds 2**53)."""
+    items, following = node_of(request).store.replica.scan_versions(after, limit)
+    return {"items": [_snapshot_item(item) for item in items], "next": following}
+
+
+def _snapshot_item(item: RemoteItem) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "key": item.key,
+        "deleted": item.deleted,
+        "version": str(item.version),
+        "vector": {origin: str(hlc) for origin, hlc in sorted(item.vector.items())},
+        "value": None,
+    }
+    if item.value is not None:
+        try:
+            doc["value"] = item.value.decode()
+        except UnicodeDecodeError:
+            doc["value"] = base64.b64encode(item.value).decode()
+            doc["encoding"] = "base64"
+        doc["content_type"] = item.content_type
+    return doc
 
 
 @router.get("/processors")
