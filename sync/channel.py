@@ -204,7 +204,10 @@ class TargetChannel:
             remote = await self._position()
             if self._needs_snapshot or remote < self.store.oldest_seq() - 1:
                 await self._snapshot()
-            return self._remote()
+            remote = self._remote()
+            caught_up = remote >= self.store.last_seq
+            self.state = TargetState.LIVE if caught_up else TargetState.CATCHING_UP
+            return remote
 
     # -- one attempt --------------------------------------------------------------------------
 
