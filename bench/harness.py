@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# A script run as ``python bench/X.py`` has bench/ first on sys.path, where bench/sync.py would
+# stand in for the ``sync`` package: put this checkout first (the servers run from it too).
+if sys.path[:1] != [str(REPO)]:
+    sys.path.insert(0, str(REPO))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STARTUP_TIMEOUT_S = 30.0
 

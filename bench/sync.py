@@ -33,7 +33,6 @@ import contextlib
 import multiprocessing
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -46,10 +45,7 @@ import orjson
 import uvloop
 import websockets
 import yaml
-from harness import REPO, ServerProcess, free_port, percentile, started_kvdb, summary
-
-if str(REPO) not in sys.path:  # this checkout's kvdb, as the servers (run from REPO) use
-    sys.path.insert(0, str(REPO))
+from harness import ServerProcess, free_port, percentile, started_kvdb, summary
 
 from kvdb import Put, Store, StoreConfig
 from kvdb.config import RetentionPolicy
