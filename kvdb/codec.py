@@ -106,6 +106,12 @@ def encode_record(
 
 
 def decode_record(raw: Raw) -> Record:
+    return Record(*record_fields(raw))
+
+
+def record_fields(raw: Raw) -> tuple[bytes, int, str, str | None, bool, bytes]:
+    """A record's fields as a plain tuple, in ``Record``'s order: for loops over many records
+    (a snapshot scan) that would otherwise build a ``Record`` each."""
     fmt = raw[0]
     if fmt == FORMAT:
         _, flags, hlc, origin_len, ctype_len, vv_len = _RECORD.unpack_from(raw)
@@ -121,7 +127,7 @@ def decode_record(raw: Raw) -> Record:
     start += ctype_len
     vv = bytes(raw[start : start + vv_len])
     start += vv_len
-    return Record(bytes(raw[start:]), hlc, origin, ctype, bool(flags & FLAG_TOMBSTONE), vv)
+    return bytes(raw[start:]), hlc, origin, ctype, bool(flags & FLAG_TOMBSTONE), vv
 
 
 def record_value(raw: Raw) -> bytes:

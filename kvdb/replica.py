@@ -7,9 +7,8 @@ like every other write, so remote versions commit with the same durability as lo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from .codec import decode_record
+from .codec import record_fields
 from .config import Limits
 from .env import Environment
 from .errors import ValidationError
@@ -30,12 +29,13 @@ from .replication import (
     read_knowledge,
 )
 from .validation import validate_content_type, validate_key, validate_value
-from .versions import VersionVector
+from .versions import VersionVector, decode_vector
 from .writer import GroupCommitWriter
 
 __all__ = ["MAX_SNAPSHOT_PAGE", "Replica", "TombstoneGuard"]
 
 MAX_SNAPSHOT_PAGE = 10_000
+_tuple_new = tuple.__new__
 
 # Given a tombstone's local seq: may it be reaped (has every peer that needs it received it)?
 TombstoneGuard = Callable[[int], bool]
@@ -140,7 +140,11 @@ class Replica:
                     continue
                 if len(items) == limit:
                     return items, items[-1].key
-                items.append(_item_of(key, decode_record(raw)))
+                value, hlc, origin, ctype, tombstone, vv = record_fields(raw)
+                vector = decode_vector(vv, hlc, origin)
+                item = (0, key, tombstone, None if tombstone else value, ctype, hlc, origin,
+                        vector, 0, None)  # fmt: skip
+                items.append(_tuple_new(RemoteItem, item))  # a snapshot's hot loop
         return items, None
 
     def conflicts(self, since: int = 0, limit: int = 100) -> list[ConflictRecord]:
@@ -151,16 +155,3 @@ class Replica:
     def conflict_count(self) -> int:
         with self._env.read() as txn:
             return int(txn.stat(self._dbs["conflicts"])["entries"])
-
-
-def _item_of(key: str, record: Any) -> RemoteItem:
-    return RemoteItem(
-        0,
-        key,
-        record.tombstone,
-        None if record.tombstone else record.value,
-        record.content_type,
-        record.hlc,
-        record.origin,
-        record.vector(),
-    )

@@ -248,7 +248,7 @@ _APPLIED, _SKIPPED, _CONFLICT = 0, 1, 2
 def _merge(ctx: WriteContext, item: RemoteItem, source: str, txn_id: int, task: Any) -> int:
     """Merge one remote version into the store (REPLICATION 3); returns which count it adds."""
     key_bytes = item.key.encode()
-    raw = ctx.txn.get(key_bytes, db=ctx.data_db)
+    raw = ctx.data_cursor.get(key_bytes)
     if raw is None:
         _store(ctx, item, key_bytes, None, item.vector, source, txn_id)
         return _APPLIED
@@ -289,7 +289,7 @@ def _merge(ctx: WriteContext, item: RemoteItem, source: str, txn_id: int, task: 
             tombstone=local.tombstone,
             vv=vv,
         )
-        ctx.txn.put(key_bytes, record, db=ctx.dbs["data"])
+        ctx.data_cursor.put(key_bytes, record)
     winner = theirs if resolution.remote_wins else mine
     _record_conflict(ctx, item.key, mine, theirs, winner, resolution, task.now_ms)
     return _CONFLICT
@@ -313,13 +313,13 @@ def _store(
     origin_bytes = origin.encode()
     if item.deleted:
         record = encode_record(b"", hlc, origin_bytes, b"", tombstone=True, vv=vv)
-        ctx.txn.put(key_bytes, record, db=ctx.data_db)
+        ctx.data_cursor.put(key_bytes, record)
         ctx.index_tombstone(key_bytes, hlc, ctx.next_seq)
         event_type, new, ctype = EventType.DELETE, None, b""
     else:
         new = item.value or b""
         record = encode_record(new, hlc, origin_bytes, ctype, vv=vv)
-        ctx.txn.put(key_bytes, record, db=ctx.data_db)
+        ctx.data_cursor.put(key_bytes, record)
         event_type = EventType.UPDATE if old_live else EventType.INSERT
     ctx.log_event(event_type, item.key, key_bytes, old, new, hlc, origin, txn_id, ctype, vv, source)
 

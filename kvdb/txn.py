@@ -59,11 +59,11 @@ class WriteContext:
         self._origin_bytes = origin.encode()
         self.seq = last_seq
         self.events: list[ChangeEvent] = []
-        self._data = self.data_db = dbs["data"]
+        self._data = dbs["data"]
         self._tombstones = dbs["tombstones"]
         # Cursors stay positioned between operations: LMDB then finds neighbouring keys
         # without descending the tree again, and appends to the log at its end.
-        self._data_cursor = txn.cursor(db=self._data)
+        self._data_cursor = self.data_cursor = txn.cursor(db=self._data)
         self._log_cursor = txn.cursor(db=dbs["changelog"])
         self._hlc_next = self._hlc_end = 0
 

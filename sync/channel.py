@@ -24,6 +24,7 @@ import asyncio
 import enum
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -41,6 +42,7 @@ __all__ = ["HEARTBEAT_MS", "TargetChannel", "TargetState"]
 
 log = logging.getLogger("sync.channel")
 
+SNAPSHOT_WINDOW = 3  # snapshot pages in flight at once
 HEARTBEAT_MS = 1000  # a stretch of skipped events moves the peer's checkpoint this often
 _READ_PAGE = 1000
 
@@ -328,37 +330,48 @@ class TargetChannel:
             self._snapshot_start = self.store.last_seq
             self._snapshot_epoch = self.remote_epoch
         start = self._snapshot_start
-        replica = self.store.replica
-        # One page in flight while the next is scanned; ``_snapshot_after`` (where a resumed
-        # snapshot goes on) moves only past pages the target has applied.
-        scan_from = self._snapshot_after
-        pending: tuple[asyncio.Task[ApplyResult], str | None] | None = None
-        try:
-            while True:
-                page, after = replica.scan_versions(scan_from, self.config.batch_size)
-                items = [i for i in page if self._key_filter.matches_key(i.key)]
-                if pending is not None:
-                    await pending[0]
-                    self._snapshot_after, pending = pending[1], None
-                if items:
-                    task = asyncio.create_task(self._apply(items, 0, 0, "snapshot"))
-                    pending = (task, after)
-                else:
-                    self._snapshot_after = after
-                if after is None:
-                    break
-                scan_from = after
-            if pending is not None:
-                await pending[0]
-                self._snapshot_after, pending = pending[1], None
-        finally:
-            if pending is not None:
-                await cancel_and_wait(pending[0])
+        await self._send_snapshot_pages()
         await self._apply([], start, start, "snapshot_end")
         self.remote = start
         self._needs_snapshot = False
         log.info("sync %s -> %s: snapshot done; resuming after seq %d", self.config.name,
                  self.name, start)  # fmt: skip
+
+    async def _send_snapshot_pages(self) -> None:
+        """Send the versioned scan from where the snapshot stands, with up to
+        ``SNAPSHOT_WINDOW`` pages in flight while the next is scanned (pages are independent
+        merges, so the receiver decodes one while it commits another). ``_snapshot_after``,
+        where a resumed snapshot goes on, moves only past pages the target has applied, in
+        key order; a failure leaves the later pages to be sent again (merges are idempotent)."""
+        replica = self.store.replica
+        scan_from = self._snapshot_after
+        window: deque[tuple[asyncio.Task[ApplyResult] | None, str | None]] = deque()
+        try:
+            while True:
+                page, after = replica.scan_versions(scan_from, self.config.batch_size)
+                items = [i for i in page if self._key_filter.matches_key(i.key)]
+                task = None
+                if items:
+                    task = asyncio.create_task(self._apply(items, 0, 0, "snapshot"))
+                window.append((task, after))
+                while window and (len(window) > SNAPSHOT_WINDOW or window[0][0] is None):
+                    await self._page_done(window)
+                if after is None:
+                    break
+                scan_from = after
+            while window:
+                await self._page_done(window)
+        finally:
+            await cancel_and_wait(*(task for task, _ in window))
+
+    async def _page_done(
+        self, window: deque[tuple[asyncio.Task[ApplyResult] | None, str | None]]
+    ) -> None:
+        task, after = window[0]
+        if task is not None:
+            await task
+        window.popleft()
+        self._snapshot_after = after
 
     async def _send(self, items: list[RemoteItem], through: int) -> None:
         """Send ``items`` (all past the target's checkpoint) in batches of at most

@@ -53,7 +53,8 @@ class RemoteDBSyncTarget:
         self.failovers = 0
         self.failbacks = 0
         self._index = 0
-        self._failures = 0  # consecutive, on the current endpoint
+        self._failures = 0  # consecutive failed attempts, on the current endpoint
+        self._attempt = 0  # requests in flight together (snapshot pages) are one attempt
         self._good_probes = 0
         headers = {"content-type": CONTENT_TYPE, "accept": CONTENT_TYPE}
         if config.token:
@@ -101,14 +102,14 @@ class RemoteDBSyncTarget:
         await self._http.aclose()
 
     async def _post(self, path: str, body: bytes) -> bytes:
-        url = self.endpoint + path
+        url, attempt = self.endpoint + path, self._attempt
         try:
             response = await self._http.post(url, content=body)
         except Exception as exc:
             # httpx.HTTPError, and what httpcore/anyio let through when a connection is reset
             # as it opens (AttributeError: 'NoneType' object has no attribute 'getpeername'):
             # either way the node did not answer.
-            self._failed()
+            self._failed(attempt)
             reason = str(exc) or type(exc).__name__
             raise TargetUnavailable(
                 f"{url}: {reason}", endpoint=self.endpoint, node_id=self.node_id
@@ -118,7 +119,7 @@ class RemoteDBSyncTarget:
             return response.content
         error, message, fields = _error_of(response)
         if response.status_code >= 500 or response.status_code in (408, 429):
-            self._failed()
+            self._failed(attempt)
             raise TargetUnavailable(
                 f"{url}: HTTP {response.status_code} {error}: {message}",
                 endpoint=self.endpoint, status=response.status_code,
@@ -133,7 +134,10 @@ class RemoteDBSyncTarget:
             endpoint=self.endpoint, status=response.status_code, reason=error,
         )  # fmt: skip
 
-    def _failed(self) -> None:
+    def _failed(self, attempt: int) -> None:
+        if attempt != self._attempt:
+            return  # a request sent with one that already failed: the same outage
+        self._attempt += 1
         self._failures += 1
         if self._failures >= self.max_retry_count and len(self.endpoints) > 1:
             self._index = (self._index + 1) % len(self.endpoints)
