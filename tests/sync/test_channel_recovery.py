@@ -15,6 +15,7 @@ from changestream import Batch
 from kvdb import ApplyResult, RemoteBatch, Store, StoreConfig
 from kvdb.config import RetentionPolicy
 from sync import SyncConfig, TargetChannel, TargetConfig, TargetUnavailable
+from sync.channel import SNAPSHOT_WINDOW
 from sync.protocol import Hello, Mode, Welcome
 from sync.testing import FakeSyncTarget
 
@@ -159,3 +160,70 @@ async def test_a_snapshot_resumed_after_a_failed_page_keeps_the_seq_it_started_a
     assert sender.stats["snapshots"] == 1
     await sender.process_batch(Batch(store.read_changes(started_at), store.last_seq, True))
     assert target.inner.live_values()["k0"] == b"written during the snapshot"
+
+
+@dataclass
+class SlowFailingPage:
+    """A ``FakeSyncTarget`` whose ``fail_on``-th snapshot page fails once, but only after the
+    pages sent with it have been applied: the window's later pages land before its head fails."""
+
+    inner: FakeSyncTarget
+    fail_on: int
+    pages: int = 0
+    in_flight: int = 0
+    most_in_flight: int = 0
+    applied: list[list[str]] = field(default_factory=list)
+
+    @property
+    def node_id(self) -> str:
+        return self.inner.node_id
+
+    @property
+    def endpoint(self) -> str | None:
+        return None
+
+    async def handshake(self, hello: Hello) -> Welcome:
+        return await self.inner.handshake(hello)
+
+    async def apply(self, batch: RemoteBatch, mode: Mode = "log") -> ApplyResult:
+        if mode != "snapshot":
+            return await self.inner.apply(batch, mode)
+        self.pages += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.pages == self.fail_on:
+                for _ in range(20):  # let the pages sent after this one through first
+                    await asyncio.sleep(0)
+                raise TargetUnavailable("the link dropped (injected)")
+            result = await self.inner.apply(batch, mode)
+            self.applied.append([item.key for item in batch.items])
+            return result
+        finally:
+            self.in_flight -= 1
+
+    async def check_health(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_snapshot_pages_go_several_at_once_and_a_failed_one_is_sent_again(
+    store: Store,
+) -> None:
+    keys = [f"k{i:02}" for i in range(12)]
+    for key in keys:
+        store.put_sync(key, b"v")
+    target = SlowFailingPage(FakeSyncTarget("b"), fail_on=2)
+    sender = channel(store, target, batch_size=2)
+    store.compact_sync()  # the log no longer holds seq 1: a snapshot it is
+    retained = store.read_changes(store.oldest_seq() - 1)
+    await sender.process_batch(Batch(retained, store.last_seq, True))
+    assert 2 <= target.most_in_flight <= SNAPSHOT_WINDOW
+    assert sorted(target.inner.live_values()) == keys
+    # The failed page (k02, k03) came again, after pages sent behind it had landed; the
+    # snapshot resumed from the last page applied in order, never past the failed one.
+    first_failed = target.applied.index(["k02", "k03"])
+    assert ["k04", "k05"] in target.applied[:first_failed]
+    assert sender.stats["snapshots"] == 1 and sender.remote == store.last_seq
