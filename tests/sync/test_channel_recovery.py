@@ -32,15 +32,10 @@ class InstantClock:
 
 
 @dataclass
-class FailingPage:
-    """A ``FakeSyncTarget`` whose ``fail_on``-th snapshot page fails once, after ``meanwhile``
-    ran (as if writes happened while the snapshot was under way)."""
+class WrappedTarget:
+    """A ``FakeSyncTarget`` behind a ``SyncTarget`` whose ``apply`` a test overrides."""
 
     inner: FakeSyncTarget
-    fail_on: int
-    meanwhile: object = None
-    pages: int = 0
-    ends: list[int] = field(default_factory=list)
 
     @property
     def node_id(self) -> str:
@@ -54,6 +49,26 @@ class FailingPage:
         return await self.inner.handshake(hello)
 
     async def apply(self, batch: RemoteBatch, mode: Mode = "log") -> ApplyResult:
+        return await self.inner.apply(batch, mode)
+
+    async def check_health(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class FailingPage(WrappedTarget):
+    """A ``FakeSyncTarget`` whose ``fail_on``-th snapshot page fails once, after ``meanwhile``
+    ran (as if writes happened while the snapshot was under way)."""
+
+    fail_on: int = 0
+    meanwhile: object = None
+    pages: int = 0
+    ends: list[int] = field(default_factory=list)
+
+    async def apply(self, batch: RemoteBatch, mode: Mode = "log") -> ApplyResult:
         if mode == "snapshot":
             self.pages += 1
             if self.pages == self.fail_on:
@@ -63,12 +78,6 @@ class FailingPage:
         if mode == "snapshot_end":
             self.ends.append(batch.last_seq)
         return await self.inner.apply(batch, mode)
-
-    async def check_health(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -163,27 +172,15 @@ async def test_a_snapshot_resumed_after_a_failed_page_keeps_the_seq_it_started_a
 
 
 @dataclass
-class SlowFailingPage:
+class SlowFailingPage(WrappedTarget):
     """A ``FakeSyncTarget`` whose ``fail_on``-th snapshot page fails once, but only after the
     pages sent with it have been applied: the window's later pages land before its head fails."""
 
-    inner: FakeSyncTarget
-    fail_on: int
+    fail_on: int = 0
     pages: int = 0
     in_flight: int = 0
     most_in_flight: int = 0
     applied: list[list[str]] = field(default_factory=list)
-
-    @property
-    def node_id(self) -> str:
-        return self.inner.node_id
-
-    @property
-    def endpoint(self) -> str | None:
-        return None
-
-    async def handshake(self, hello: Hello) -> Welcome:
-        return await self.inner.handshake(hello)
 
     async def apply(self, batch: RemoteBatch, mode: Mode = "log") -> ApplyResult:
         if mode != "snapshot":
@@ -201,12 +198,6 @@ class SlowFailingPage:
             return result
         finally:
             self.in_flight -= 1
-
-    async def check_health(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_snapshot_pages_go_several_at_once_and_a_failed_one_is_sent_again(
