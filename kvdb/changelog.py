@@ -29,7 +29,7 @@ from .config import RetentionPolicy
 from .errors import Compacted
 from .events import ChangeEvent
 from .hlc import hlc_to_ms
-from .replication import read_knowledge
+from .replication import expire_conflicts, read_knowledge
 from .txn import WriteContext
 from .writer import WriteTask
 
@@ -69,7 +69,7 @@ def read_events(
 
 
 class CompactionTask(WriteTask):
-    """Delete one chunk of expired change-log events and expired tombstones.
+    """Delete one chunk of expired change-log events, tombstones and conflict records.
 
     An event is expired when it is beyond ``max_events`` or older than ``max_age_ms`` *and*
     every pinning checkpoint has passed it, or when it is beyond ``hard_max_events`` whatever
@@ -93,7 +93,15 @@ class CompactionTask(WriteTask):
         self.guard = guard
 
     def apply(self, ctx: WriteContext) -> int:
-        return self._compact_log(ctx) + self._collect_tombstones(ctx)
+        return self._compact_log(ctx) + self._collect_tombstones(ctx) + self._expire_conflicts(ctx)
+
+    def _expire_conflicts(self, ctx: WriteContext) -> int:
+        policy = self.policy
+        max_age = policy.max_conflict_age_ms
+        since_ms = None if max_age is None else self.now_ms - max_age
+        return expire_conflicts(
+            ctx.txn, ctx.dbs, policy.max_conflicts, since_ms, policy.compaction_chunk
+        )
 
     def _compact_log(self, ctx: WriteContext) -> int:
         policy, last = self.policy, ctx.seq

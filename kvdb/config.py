@@ -64,7 +64,7 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
-    """How long the change log keeps events.
+    """How long the change log keeps events (and replication its conflict records).
 
     The soft limits (``max_events``, ``max_age_ms``) never compact past a pinning durable
     checkpoint; the hard cap (``hard_max_events``) does, so a consumer that is gone forever
@@ -76,9 +76,14 @@ class RetentionPolicy:
     hard_max_events: int | None = 50_000_000
     compaction_interval_ms: int = 10_000
     compaction_chunk: int = 10_000
+    # Replication's conflict records (kvdb.replication): the newest max_conflicts are kept,
+    # none older than max_conflict_age_ms.
+    max_conflicts: int | None = 100_000
+    max_conflict_age_ms: int | None = 30 * 24 * 3600 * 1000
 
     def __post_init__(self) -> None:
-        for name in ("max_events", "max_age_ms", "hard_max_events"):
+        for name in ("max_events", "max_age_ms", "hard_max_events", "max_conflicts",
+                     "max_conflict_age_ms"):  # fmt: skip
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"retention.{name} must be >= 0 or null")

@@ -453,6 +453,30 @@ def read_conflicts(txn: lmdb.Transaction, db: Any, since: int, limit: int) -> li
     return records
 
 
+def expire_conflicts(
+    txn: lmdb.Transaction, dbs: dict[str, Any], keep: int | None, since_ms: int | None, limit: int
+) -> int:
+    """Drop conflict records, oldest first, beyond the newest ``keep`` or detected before
+    ``since_ms`` (None: no such limit): the index entry and the ``_sync/conflicts/<id>``
+    record, without a change event (as compaction drops old events). At most ``limit``."""
+    index = dbs["conflicts"]
+    excess = 0 if keep is None else txn.stat(index)["entries"] - keep
+    deleted = 0
+    with txn.cursor(db=index) as cursor:
+        if not cursor.first():
+            return 0
+        while deleted < limit and cursor.key():
+            raw = cursor.value()
+            (detected,) = struct.unpack_from(">Q", raw)
+            if deleted >= excess and (since_ms is None or detected >= since_ms):
+                break
+            ident = orjson.loads(bytes(raw[8:]))["id"]
+            txn.delete((CONFLICT_PREFIX + ident).encode(), db=dbs["data"])
+            cursor.delete()  # and moves to the next entry
+            deleted += 1
+    return deleted
+
+
 def is_replicated_key(key: str) -> bool:
     """Reserved keys (``_...``) describe one node and never travel."""
     return not key.startswith(RESERVED_PREFIX)

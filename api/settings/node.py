@@ -32,6 +32,8 @@ class RetentionSettings(Section):
     max_age: Duration | None = Field(_RETENTION["max_age_ms"], ge=0)
     hard_max_events: int | None = Field(_RETENTION["hard_max_events"], ge=0)
     compaction_interval: Duration = Field(_RETENTION["compaction_interval_ms"], ge=1)
+    max_conflicts: int | None = Field(_RETENTION["max_conflicts"], ge=0)
+    max_conflict_age: Duration | None = Field(_RETENTION["max_conflict_age_ms"], ge=0)
 
 
 class NodeSettings(Section):
@@ -68,6 +70,8 @@ class NodeSettings(Section):
                 max_age_ms=self.retention.max_age,
                 hard_max_events=self.retention.hard_max_events,
                 compaction_interval_ms=self.retention.compaction_interval,
+                max_conflicts=self.retention.max_conflicts,
+                max_conflict_age_ms=self.retention.max_conflict_age,
             ),
             tombstone_grace_ms=self.tombstone_grace,
             space_headroom=self.space_headroom,

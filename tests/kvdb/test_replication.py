@@ -311,6 +311,28 @@ def test_tombstones_wait_for_knowledge_and_for_the_guard(tmp_path: Path, wall: C
         assert _records(store) == {"other"}
 
 
+def test_conflict_records_are_kept_up_to_a_count_and_an_age(tmp_path: Path, wall: Clock) -> None:
+    retention = RetentionPolicy(compaction_interval_ms=3_600_000, max_conflicts=2,
+                                max_conflict_age_ms=60_000)  # fmt: skip
+    config = StoreConfig(data_dir=tmp_path / "a", node_id="a", retention=retention)
+    with Store(config, clock=wall) as store:
+        for i in range(3):
+            local = store.put_sync(f"k{i}", b"mine")
+            assert local.version is not None
+            apply(store, batch([put(f"k{i}", b"theirs", local.version.hlc + 1, "b")], i))
+            wall.now += 1000
+        oldest = store.replica.conflicts()[0].document["id"]
+        store.compact_sync()
+        assert [r.document["key"] for r in store.replica.conflicts()] == ["k1", "k2"]
+        assert store.replica.conflict_count() == 2
+        assert store.get(f"_sync/conflicts/{oldest}") is None  # its record went with it
+        wall.now += 60_000
+        store.compact_sync()
+        assert store.replica.conflicts() == [] and store.replica.conflict_count() == 0
+        assert not any(key.startswith("_sync/conflicts/") for key in _records(store))
+        assert [store.get(f"k{i}").value for i in range(3)] == [b"theirs"] * 3  # type: ignore[union-attr]
+
+
 def _records(store: Store) -> set[str]:
     with store._env.read() as txn, txn.cursor(db=store._dbs["data"]) as cursor:
         return {bytes(k).decode() for k, _ in cursor}
