@@ -8,6 +8,8 @@ it has applied the sender's log, then batches. It raises ``TargetError``s: ``Res
 when its position moved (gap, new epoch: handshake again), ``TargetRefused`` when retrying
 the same batch cannot help until someone acts (clock skew, credentials), and
 ``TargetUnavailable`` for everything transient. Retrying and backing off is the caller's job.
+``apply`` may be called again before an earlier call returned (a snapshot keeps a few pages
+in flight): a target that cannot overlap batches takes them in turn.
 """
 
 from __future__ import annotations

@@ -126,6 +126,7 @@ class JetStreamSyncTarget:
         self._floor: int | None = None
         self._windows = itertools.count()
         self._acks: dict[str, _Window] = {}
+        self._one_batch = asyncio.Lock()  # batches sent together (snapshot pages) go in turn
 
     @property
     def endpoint(self) -> str:
@@ -144,6 +145,10 @@ class JetStreamSyncTarget:
         return Welcome(self.node_id, self._incarnation, checkpoint)
 
     async def apply(self, batch: RemoteBatch, mode: Mode = "log") -> ApplyResult:
+        async with self._one_batch:  # each batch moves the stream position the next starts at
+            return await self._apply(batch, mode)
+
+    async def _apply(self, batch: RemoteBatch, mode: Mode) -> ApplyResult:
         await self._ready(batch.source)
         if batch.target_epoch is not None and batch.target_epoch != self._incarnation:
             raise ResyncNeeded(

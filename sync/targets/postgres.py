@@ -65,6 +65,7 @@ class PostgresSyncTarget:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._oid: int | None = None
         self._sql = _Statements(options, self.table_name)
+        self._one_batch = asyncio.Lock()  # batches sent together (snapshot pages) go in turn
 
     @property
     def endpoint(self) -> str:
@@ -79,7 +80,8 @@ class PostgresSyncTarget:
         return Welcome(self.node_id, str(self._oid), checkpoint)
 
     async def apply(self, batch: RemoteBatch, mode: Mode = "log") -> ApplyResult:
-        result: ApplyResult = await self._run(self._apply, batch, mode)
+        async with self._one_batch:  # one connection: its transactions must not interleave
+            result: ApplyResult = await self._run(self._apply, batch, mode)
         return result
 
     async def check_health(self) -> bool:

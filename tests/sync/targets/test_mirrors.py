@@ -95,7 +95,7 @@ async def test_a_fresh_target_behind_the_compacted_log_gets_a_snapshot(
 ) -> None:
     kind, options = external
     target = external_target(SyncConfig("out"), TargetConfig(kind=kind, name="m", options=options))
-    await store.batch([Put(f"k{i}", b"v") for i in range(10)])
+    await store.batch([Put(f"k{i}", b"v") for i in range(450)])  # pages of 100, several at once
     await store.batch([Delete("k3")])
     store.compact_sync()
     ch = channel_for(store, target)
