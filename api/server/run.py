@@ -139,7 +139,8 @@ def _tune_thread_switching() -> None:
     """Let the event loop take the GIL back from the writer thread within 1 ms rather than
     Python's default 5: a writer applying a large batch (a replication page: about 3 ms) no
     longer holds up the replies, reads and next requests the loop has waiting. Measured: a
-    snapshot resync 98k -> 104k keys/s; HTTP PUT throughput and latency unchanged."""
+    snapshot resync 98k -> 104k keys/s; HTTP PUT throughput and latency, and put-to-subscriber
+    latency with 10 subscribers (p99 7.3 ms against 6.9), the same within their noise."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
