@@ -8,13 +8,16 @@ The table (made if missing)::
     deleted      boolean NOT NULL        -- a tombstone: the key was deleted at this version
     hlc          numeric(20, 0) NOT NULL -- the version: hlc (a u64, beyond bigint) ...
     origin       text COLLATE "C" NOT NULL  -- ... and origin, compared byte-wise
+    vector       jsonb                   -- the version vector: origin -> highest hlc seen
     value_json   jsonb                   -- with json_values: the value, if it is JSON
 
 One transaction per batch (REPLICATION 7): read the checkpoint of this (table, target, source),
-refuse a gap or a batch for another incarnation of the table, upsert every item with the
-version guard ``WHERE (hlc, origin) < (excluded.hlc, excluded.origin)`` (a replay or an older
-version never moves a row backwards, and several nodes may feed one table), and store the new
-checkpoint. A lost reply, a dropped connection or a restart mid-batch leaves either all of it
+refuse a gap or a batch for another incarnation of the table, upsert every item with a version
+guard, and store the new checkpoint. The guard is the merge rule without its policy: a row
+takes a version that has seen it (whose vector covers the row's version: a delete that won a
+``delete_wins`` conflict with a lower hlc, say), else only a greater ``(hlc, origin)`` (so
+several nodes may feed one table, as ``lww`` would). A replay or an older version never moves
+a row backwards. A lost reply, a dropped connection or a restart mid-batch leaves either all of it
 or none, and the retry finds out which from the checkpoint.
 
 The table's incarnation is its OID: a table dropped and made again invalidates the
@@ -223,11 +226,9 @@ class PostgresSyncTarget:
         return ApplyResult(checkpoint, applied, len(batch.items) - applied, 0)
 
     async def _upsert(self, conn: psycopg.AsyncConnection[Any], items: list[RemoteItem]) -> int:
-        newest: dict[str, RemoteItem] = {}
-        for item in items:  # one row per key and statement: the newest version of the batch
-            current = newest.get(item.key)
-            if current is None or item.version > current.version:
-                newest[item.key] = item
+        # One row per key and statement: the key's last item in the batch, which is in the
+        # source's log order, so its newest state (whatever the version numbers say).
+        newest: dict[str, RemoteItem] = {item.key: item for item in items}
         if not newest:
             return 0
         rows = sorted(newest.values(), key=lambda i: i.key.encode())  # one lock order: no deadlocks
@@ -238,6 +239,7 @@ class PostgresSyncTarget:
             [i.deleted for i in rows],
             [i.hlc for i in rows],
             [i.origin for i in rows],
+            [orjson.dumps(dict(i.vector)).decode() for i in rows],
         ]
         if self.options.json_values:
             columns.append([None if i.deleted else _json_text(i.value) for i in rows])
@@ -290,6 +292,9 @@ class _Statements:
                 "PRIMARY KEY (table_name, target, source))"
             ).format(checkpoints),
         ]
+        self.create.append(  # a table made before the column existed gets it
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS vector jsonb").format(table)
+        )
         if json:
             self.create.append(
                 sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS value_json jsonb").format(table)
@@ -305,9 +310,9 @@ class _Statements:
             "SET source_epoch = excluded.source_epoch, seq = excluded.seq, "
             "table_oid = excluded.table_oid, updated_at = now()"
         ).format(checkpoints)
-        names = ["key", "value", "content_type", "deleted", "hlc", "origin"]
-        types = ["bytea[]", "bytea[]", "text[]", "boolean[]", "numeric[]", "text[]"]
-        select = "u.key, u.value, u.content_type, u.deleted, u.hlc, u.origin"
+        names = ["key", "value", "content_type", "deleted", "hlc", "origin", "vector"]
+        types = ["bytea[]", "bytea[]", "text[]", "boolean[]", "numeric[]", "text[]", "text[]"]
+        select = "u.key, u.value, u.content_type, u.deleted, u.hlc, u.origin, u.vector::jsonb"
         if json:
             names.append("value_json")
             types.append("text[]")
@@ -317,7 +322,9 @@ class _Statements:
         self.upsert = sql.SQL(
             "INSERT INTO {} AS cur ({}) SELECT " + select + " FROM unnest(" + params + ") "
             "AS u (" + ", ".join(names) + ") ON CONFLICT (key) DO UPDATE SET " + updates + " "
-            "WHERE (cur.hlc, cur.origin) < (excluded.hlc, excluded.origin)"
+            "WHERE (cur.hlc, cur.origin) < (excluded.hlc, excluded.origin) "
+            "OR ((cur.hlc, cur.origin) <> (excluded.hlc, excluded.origin) "
+            "AND (excluded.vector ->> cur.origin)::numeric >= cur.hlc)"
         ).format(table, sql.SQL(", ").join(map(sql.Identifier, names)))
 
 

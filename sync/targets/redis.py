@@ -9,8 +9,10 @@ epoch> <seq>``) and the incarnation (field ``incarnation``, made when the hash i
 Redis that lost its data is a new incarnation, and the node resends).
 
 One Lua script per batch (REPLICATION 7) does what a PostgreSQL transaction does: the
-checkpoint checks, the upsert of every item guarded by its version (a replay or an older
-version never moves a key backwards), and the new checkpoint, atomically. Versions compare as
+checkpoint checks, the upsert of every item guarded by its version, and the new checkpoint,
+atomically. The guard is the PostgreSQL target's: a key takes a version that has seen it (its
+vector covers the key's version), else only a greater one; a replay or an older version never
+moves a key backwards. Versions compare as
 ``(hlc, origin)``: the hlc, a u64, as a zero-padded decimal string (Lua numbers are doubles,
 exact only to 2**53), both compared byte by byte (Lua's ``<`` on strings follows the locale).
 """
@@ -49,6 +51,12 @@ local function older(h1, o1, h2, o2)  -- (h1, o1) < (h2, o2)
   if p1 ~= p2 then return lt(p1, p2) end
   return lt(o1, o2)
 end
+local function seen(vector, h, o)  -- vector ('<origin> <hlc> ...') covers (h, o), not being it
+  for vo, vh in string.gmatch(vector, '(%S+) (%d+)') do
+    if vo == o then return not lt(pad(vh), pad(h)) end
+  end
+  return false
+end
 
 local sync, versions = KEYS[1], KEYS[2]
 local op, field, epoch, target_epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -76,9 +84,9 @@ end
 
 local applied = 0
 for i = 3, #KEYS do
-  local a = 10 + (i - 3) * 6
-  local seq, deleted, value, ctype, hlc, origin =
-    tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local a = 10 + (i - 3) * 7
+  local seq, deleted, value, ctype, hlc, origin, vector = tonumber(ARGV[a]), ARGV[a + 1],
+    ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   if op ~= 'log' or seq > checkpoint then
     local key = KEYS[i]
     local name = string.sub(key, prefix_length + 1)
@@ -90,7 +98,8 @@ for i = 3, #KEYS do
       local cur = redis.call('HGET', versions, name)
       if cur then h, o = string.match(cur, '^(%d+) (.*)$') end
     end
-    if not h or older(h, o, hlc, origin) then
+    if not h or older(h, o, hlc, origin)
+        or ((h ~= hlc or o ~= origin) and seen(vector, h, o)) then
       applied = applied + 1
       if layout == 'hash' then
         if deleted == '1' then
@@ -149,8 +158,9 @@ class RedisSyncTarget:
                           batch.prev_seq, batch.last_seq)  # fmt: skip
         for item in batch.items:
             keys.append(self._prefix + item.key.encode())
+            vector = " ".join(f"{origin} {hlc}" for origin, hlc in item.vector.items())
             args += [item.seq, b"1" if item.deleted else b"0", item.value or b"",
-                     item.content_type or "", str(item.hlc), item.origin]  # fmt: skip
+                     item.content_type or "", str(item.hlc), item.origin, vector]  # fmt: skip
         status, _, checkpoint, applied = await self._call(keys, args)
         if status == "duplicate":
             return ApplyResult(checkpoint, 0, len(batch.items), 0, duplicate=True)

@@ -13,8 +13,17 @@ import pytest
 
 from api import Node, NodeSettings, Settings
 from changestream import Batch
-from kvdb import Delete, Put, RetentionPolicy, Store, StoreConfig
-from sync import SyncConfig, TargetChannel, TargetConfig, TargetState
+from kvdb import Delete, Put, RemoteBatch, RemoteItem, RetentionPolicy, Store, StoreConfig
+from sync import (
+    ConflictPolicy,
+    ConflictResolver,
+    Forward,
+    PolicyRule,
+    SyncConfig,
+    TargetChannel,
+    TargetConfig,
+    TargetState,
+)
 from sync.targets import external_target
 from sync.targets.options import TargetOptions
 from tests.services import event_seqs, scan_all, stream_messages, target_state, versioned_state
@@ -67,8 +76,8 @@ async def write_a_mix(node: Node) -> None:
     await store.batch([Delete(f"batch/{i}") for i in range(0, 300, 3)])
 
 
-def channel_for(store: Store, target: Any) -> TargetChannel:
-    config = SyncConfig("out", targets=(), batch_size=100)
+def channel_for(store: Store, target: Any, forward: Forward = Forward.OWN) -> TargetChannel:
+    config = SyncConfig("out", targets=(), batch_size=100, forward=forward)
     return TargetChannel(config, target, store, RecordingClock())  # type: ignore[arg-type]
 
 
@@ -104,6 +113,41 @@ async def test_a_fresh_target_behind_the_compacted_log_gets_a_snapshot(
     await store.put("after", b"1")
     await ch.process_batch(Batch(store.read_changes(store.last_seq - 1), store.last_seq, True))
     assert ch.stats["snapshots"] == 1 and ch.state is TargetState.LIVE
+    assert await target_state(kind, options, "a", "m") == versioned_state(scan_all(store))
+    await target.close()
+
+
+async def test_a_conflict_won_by_the_lower_version_reaches_the_target(
+    store: Store, external: tuple[str, TargetOptions]
+) -> None:
+    """With delete_wins / update_wins the node may keep the lower of two concurrent versions;
+    its event has seen the other one, so the target follows the node, not the greater hlc."""
+    kind, options = external
+    policies = (
+        PolicyRule(("dw/.*",), ConflictPolicy.DELETE_WINS),
+        PolicyRule(("uw/.*",), ConflictPolicy.UPDATE_WINS),
+    )
+    resolver = ConflictResolver(SyncConfig("s", policies=policies))
+    mine = await store.put("dw/k", b"mine")  # then b's concurrent, older delete wins
+    await store.put("uw/k", b"first")
+    gone = await store.delete("uw/k")  # then b's concurrent, older update wins
+    assert mine.version is not None and gone.version is not None
+    older = [
+        RemoteItem(1, "dw/k", True, None, None, mine.version.hlc - 1, "b",
+                   {"b": mine.version.hlc - 1}, 1),
+        RemoteItem(2, "uw/k", False, b"theirs", "text/plain", gone.version.hlc - 1, "b",
+                   {"b": gone.version.hlc - 1}, 2),
+    ]  # fmt: skip
+    result = await store.replica.apply(
+        RemoteBatch("b", "e-b", 0, 2, older), resolver=resolver, max_clock_skew_ms=5000
+    )
+    assert result.conflicts == 2
+    theirs = store.get("uw/k")
+    assert store.get("dw/k") is None and theirs is not None and theirs.value == b"theirs"
+    target = external_target(SyncConfig("out"), TargetConfig(kind=kind, name="m", options=options))
+    events = store.read_changes(0, limit=100)
+    mirror = channel_for(store, target, Forward.ALL)  # b's writes too: a whole mirror
+    await mirror.process_batch(Batch(events, events[-1].seq, True))
     assert await target_state(kind, options, "a", "m") == versioned_state(scan_all(store))
     await target.close()
 
