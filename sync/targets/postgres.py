@@ -17,8 +17,8 @@ guard, and store the new checkpoint. The guard is the merge rule without its pol
 takes a version that has seen it (whose vector covers the row's version: a delete that won a
 ``delete_wins`` conflict with a lower hlc, say), else only a greater ``(hlc, origin)`` (so
 several nodes may feed one table, as ``lww`` would). A replay or an older version never moves
-a row backwards. A lost reply, a dropped connection or a restart mid-batch leaves either all of it
-or none, and the retry finds out which from the checkpoint.
+a row backwards. A lost reply, a dropped connection or a restart mid-batch leaves either all
+of it or none, and the retry finds out which from the checkpoint.
 
 The table's incarnation is its OID: a table dropped and made again invalidates the
 checkpoints stored for the old one, and the node resends from its log (or a snapshot).

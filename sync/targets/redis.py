@@ -12,9 +12,9 @@ One Lua script per batch (REPLICATION 7) does what a PostgreSQL transaction does
 checkpoint checks, the upsert of every item guarded by its version, and the new checkpoint,
 atomically. The guard is the PostgreSQL target's: a key takes a version that has seen it (its
 vector covers the key's version), else only a greater one; a replay or an older version never
-moves a key backwards. Versions compare as
-``(hlc, origin)``: the hlc, a u64, as a zero-padded decimal string (Lua numbers are doubles,
-exact only to 2**53), both compared byte by byte (Lua's ``<`` on strings follows the locale).
+moves a key backwards. Versions compare as ``(hlc, origin)``: the hlc, a u64, as a zero-padded
+decimal string (Lua numbers are doubles, exact only to 2**53), both compared byte by byte
+(Lua's ``<`` on strings follows the locale).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ local function older(h1, o1, h2, o2)  -- (h1, o1) < (h2, o2)
   if p1 ~= p2 then return lt(p1, p2) end
   return lt(o1, o2)
 end
-local function seen(vector, h, o)  -- vector ('<origin> <hlc> ...') covers (h, o), not being it
+local function seen(vector, h, o)  -- vector ('<origin> <hlc> ...') covers the version (h, o)
   for vo, vh in string.gmatch(vector, '(%S+) (%d+)') do
     if vo == o then return not lt(pad(vh), pad(h)) end
   end
