@@ -153,7 +153,9 @@ def test_when_the_local_version_wins_it_keeps_its_value_and_learns_the_other(nod
     with node._env.read() as txn:
         from kvdb.codec import decode_record
 
-        record = decode_record(txn.get(b"k", db=node._dbs["data"]))
+        raw = txn.get(b"k", db=node._dbs["data"])
+        assert raw is not None
+        record = decode_record(raw)
     assert record.vector() == {"c": hlc(50), "b": hlc(10)}
 
 
