@@ -1,14 +1,17 @@
-"""Fixtures of the external targets: options naming a stream, schema or key prefix of the
-test's own, removed afterwards (the services are the machine's: tests/services.py)."""
+"""Fixtures of the sync tests: a node's store with a short log, and the external targets'
+options naming a stream, schema or key prefix of the test's own, removed afterwards (the
+services are the machine's: tests/services.py)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kvdb import RetentionPolicy, Store, StoreConfig
 from sync.targets.options import JetStreamOptions, PostgresOptions, RedisOptions, TargetOptions
 from tests.services import (
     NATS_URL,
@@ -19,6 +22,15 @@ from tests.services import (
     redis_delete_prefix,
     unique,
 )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """Node ``a``'s store, whose log keeps 5 events once compacted (by the test, on demand)."""
+    retention = RetentionPolicy(max_events=5, compaction_interval_ms=3_600_000)
+    config = StoreConfig(data_dir=tmp_path / "a", node_id="a", retention=retention)
+    with Store(config) as opened:
+        yield opened
 
 
 def external_options(kind: str) -> tuple[TargetOptions, Callable[[], Awaitable[None]]]:

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from changestream import Batch
-from kvdb import Delete, Put, RemoteBatch, RemoteItem, Store, StoreConfig
-from kvdb.config import RetentionPolicy
+from kvdb import Delete, Put, RemoteBatch, RemoteItem, Store
 from sync import Forward, SyncConfig, TargetChannel, TargetConfig, TargetState
 from sync.testing import FakeSyncTarget
 from tests.conftest import eventually
@@ -35,14 +30,6 @@ class RecordingClock:
 
     async def wait(self, event: asyncio.Event, timeout_ms: float | None) -> bool:
         return event.is_set()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    retention = RetentionPolicy(max_events=5, compaction_interval_ms=3_600_000)
-    config = StoreConfig(data_dir=tmp_path / "a", node_id="a", retention=retention)
-    with Store(config) as opened:
-        yield opened
 
 
 _names = itertools.count()

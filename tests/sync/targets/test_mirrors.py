@@ -5,7 +5,7 @@ target that has a batch the node did not record as sent is not sent it again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 
 from api import Node, NodeSettings, Settings
 from changestream import Batch
-from kvdb import Delete, Put, RemoteBatch, RemoteItem, RetentionPolicy, Store, StoreConfig
+from kvdb import Delete, Put, RemoteBatch, RemoteItem, Store
 from sync import (
     ConflictPolicy,
     ConflictResolver,
@@ -45,14 +45,6 @@ async def external_target_options(
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
     async with Node(Settings(node=NodeSettings(data_dir=tmp_path / "a", id="a"))) as started:
         yield started
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    retention = RetentionPolicy(max_events=5, compaction_interval_ms=3_600_000)
-    config = StoreConfig(data_dir=tmp_path / "s", node_id="a", retention=retention)
-    with Store(config) as opened:
-        yield opened
 
 
 async def caught_up(node: Node, timeout: float = 30.0) -> dict[str, Any]:
